@@ -1,0 +1,3 @@
+package wasm
+
+func grpcCalloutFuncs() []hostFunc { return nil }

@@ -1,0 +1,3 @@
+package wasm
+
+func httpCalloutFuncs() []hostFunc { return nil }

@@ -1,0 +1,3 @@
+package wasm
+
+func foreignFuncs() []hostFunc { return nil }

@@ -1,0 +1,3 @@
+package wasm
+
+func propertyFuncs() []hostFunc { return nil }
