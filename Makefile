@@ -1,0 +1,39 @@
+# wasmesh — the two commands a fresh machine needs:
+#   make demo   runs the main job (a filter in front of an embedded upstream)
+#   make test   installs what the tests need and runs the whole suite
+# .ci/run calls `make test`.
+
+GO ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: all build demo serve test deps deps-debian check-wasm wasm vet bench
+
+all: build
+
+build:
+	$(GO) build -o bin/wasmesh ./cmd/wasmesh
+
+demo:
+	$(GO) run ./cmd/wasmesh demo
+
+serve:
+	$(GO) run ./cmd/wasmesh demo -serve
+
+# deps installs the toolchains the tests build their filters with. Each tool
+# is checked first, so a machine that has them does no work.
+deps:
+	@scripts/deps.sh
+
+# check-wasm rebuilds every committed .wasm built from project sources and
+# fails if one is stale.
+check-wasm: deps
+	@scripts/check-wasm.sh
+
+vet:
+	$(GO) vet ./...
+
+test: deps check-wasm vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./wasm/...

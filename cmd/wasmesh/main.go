@@ -1,0 +1,56 @@
+// Command wasmesh is the wasmesh proxy. Its subcommands:
+//
+//	wasmesh demo [-filter path.wasm] [-config json] [-listen addr] [-serve]
+//
+// demo loads an example Proxy-Wasm filter, starts an embedded upstream and a
+// small HTTP front that runs the filter, drives one real HTTP request through
+// it and prints what the filter did. With -serve it keeps serving so curl can
+// be pointed at it. The Envoy-compatible command line arrives with the data
+// plane.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "wasmesh:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the testable entry point.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return fmt.Errorf("no subcommand given")
+	}
+	switch args[0] {
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "wasmesh (development)")
+		return nil
+	case "help", "-h", "--help":
+		usage(stdout)
+		return nil
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown subcommand %q", args[0])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, `usage: wasmesh <subcommand> [flags]
+
+subcommands:
+  demo      run an example Proxy-Wasm filter in front of an embedded upstream
+  version   print the version`)
+}
