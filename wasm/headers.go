@@ -4,154 +4,20 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
-// Field is one header, trailer or metadata entry. Keys are lower-case, as in
-// Envoy; pseudo-headers (":method", ":path", ":authority", ":scheme",
-// ":status") are ordinary fields.
-type Field struct {
-	Key   string
-	Value string
-}
+// Field is one header, trailer or metadata entry (see package header).
+type Field = header.Field
 
-// Headers is an ordered multimap of fields, the host's view of a header map.
-// The zero value is empty and ready to use. It is not safe for concurrent use;
-// a stream's maps are only touched under its instance's lock.
-type Headers struct {
-	fields []Field
-}
+// Headers is the host's header map (see package header).
+type Headers = header.Map
 
 // NewHeaders builds a map from alternating keys and values.
-func NewHeaders(kv ...string) *Headers {
-	h := &Headers{fields: make([]Field, 0, len(kv)/2)}
-	for i := 0; i+1 < len(kv); i += 2 {
-		h.Add(kv[i], kv[i+1])
-	}
-	return h
-}
+func NewHeaders(kv ...string) *Headers { return header.New(kv...) }
 
-// Len is the number of fields.
-func (h *Headers) Len() int {
-	if h == nil {
-		return 0
-	}
-	return len(h.fields)
-}
-
-// Fields returns the fields in order. The slice is owned by h.
-func (h *Headers) Fields() []Field {
-	if h == nil {
-		return nil
-	}
-	return h.fields
-}
-
-// Get returns the first value of key.
-func (h *Headers) Get(key string) (string, bool) {
-	if h == nil {
-		return "", false
-	}
-	key = lowerASCII(key)
-	for i := range h.fields {
-		if h.fields[i].Key == key {
-			return h.fields[i].Value, true
-		}
-	}
-	return "", false
-}
-
-// Values returns every value of key, in order.
-func (h *Headers) Values(key string) []string {
-	if h == nil {
-		return nil
-	}
-	key = lowerASCII(key)
-	var out []string
-	for i := range h.fields {
-		if h.fields[i].Key == key {
-			out = append(out, h.fields[i].Value)
-		}
-	}
-	return out
-}
-
-// Add appends a field.
-func (h *Headers) Add(key, value string) {
-	h.fields = append(h.fields, Field{Key: lowerASCII(key), Value: value})
-}
-
-// Set replaces the first field named key in place and removes the others,
-// or appends the field when key is absent (Envoy's setCopy).
-func (h *Headers) Set(key, value string) {
-	key = lowerASCII(key)
-	found := false
-	out := h.fields[:0]
-	for _, f := range h.fields {
-		if f.Key == key {
-			if found {
-				continue
-			}
-			found = true
-			f.Value = value
-		}
-		out = append(out, f)
-	}
-	h.fields = out
-	if !found {
-		h.fields = append(h.fields, Field{Key: key, Value: value})
-	}
-}
-
-// Del removes every field named key.
-func (h *Headers) Del(key string) {
-	key = lowerASCII(key)
-	out := h.fields[:0]
-	for _, f := range h.fields {
-		if f.Key != key {
-			out = append(out, f)
-		}
-	}
-	clear(h.fields[len(out):])
-	h.fields = out
-}
-
-// Reset replaces all fields.
-func (h *Headers) Reset(fields []Field) {
-	h.fields = append(h.fields[:0], fields...)
-	for i := range h.fields {
-		h.fields[i].Key = lowerASCII(h.fields[i].Key)
-	}
-}
-
-// Clone returns a deep copy.
-func (h *Headers) Clone() *Headers {
-	if h == nil {
-		return &Headers{}
-	}
-	return &Headers{fields: append([]Field(nil), h.fields...)}
-}
-
-// String renders the map as "k: v" lines, for logs and test failures.
-func (h *Headers) String() string {
-	var b strings.Builder
-	for _, f := range h.Fields() {
-		b.WriteString(f.Key)
-		b.WriteString(": ")
-		b.WriteString(f.Value)
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
-}
+func lowerASCII(s string) string { return header.Lower(s) }
 
 // serializedPairsSize is the size of SerializePairs' output.
 func serializedPairsSize(fields []Field) int {
