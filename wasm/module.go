@@ -97,3 +97,7 @@ func checkImports(compiled wazero.CompiledModule, abi ABIVersion, provided map[s
 
 // has reports whether the module exports a function.
 func (m *Module) has(name string) bool { return m.exports[name] }
+
+// Exports reports whether the module exports a function (e.g. whether a
+// filter has body callbacks).
+func (m *Module) Exports(name string) bool { return m.exports[name] }
