@@ -2093,7 +2093,7 @@ uint32_t proxy_on_response_trailers(uint32_t context_id, size_t num_trailers) {
 PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     struct stream *s = find_stream(context_id);
     if (s == NULL || s->c == NULL) return;
-    if (s->c->id == C_DONE_DEFER) {
+    if (s->c->id == C_DONE_DEFER && s->done_pending) {
         log_case(PROXY_LOG_INFO, s->c->name, LIT("on_log"));
     } else if (s->c->id == C_LIFECYCLE_ON_LOG) {
         str_t path, status = {0};
@@ -2124,7 +2124,7 @@ PROXY_EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t context_id) {
         return 0;
     }
     struct stream *s = find_stream(context_id);
-    if (s != NULL && s->c != NULL && s->c->id == C_DONE_DEFER) {
+    if (s != NULL && s->c != NULL && s->c->id == C_DONE_DEFER && !s->local_sent) {
         s->done_pending = true;
         s->tick_action = TICK_DONE;
         log_case(PROXY_LOG_INFO, s->c->name, LIT("on_done deferred"));
@@ -2136,7 +2136,8 @@ PROXY_EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t context_id) {
 PROXY_EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t context_id) {
     for (size_t i = 0; i < n_streams; i++) {
         if (streams[i]->id == context_id) {
-            if (streams[i]->c != NULL && streams[i]->c->id == C_DONE_DEFER)
+            if (streams[i]->c != NULL && streams[i]->c->id == C_DONE_DEFER &&
+                streams[i]->done_pending)
                 log_case(PROXY_LOG_INFO, streams[i]->c->name, LIT("on_delete"));
             free_stream(i);
             return;
@@ -2262,6 +2263,11 @@ uint32_t proxy_on_configure(uint32_t root_id, size_t configuration_size) {
     }
     if (fail) {
         proxy_log(PROXY_LOG_ERROR, LIT("hostcalls: configure: failing as requested"));
+        return 0;
+    }
+    if (r->done_defer && (r->tick_ms == 0 || r->tick_limit > 0)) {
+        proxy_log(PROXY_LOG_ERROR,
+                  LIT("hostcalls: configure: done=defer requires tick= and no ticks="));
         return 0;
     }
     proxy_status_t st = proxy_set_tick_period_milliseconds(r->tick_ms);
