@@ -2093,7 +2093,7 @@ uint32_t proxy_on_response_trailers(uint32_t context_id, size_t num_trailers) {
 PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     struct stream *s = find_stream(context_id);
     if (s == NULL || s->c == NULL) return;
-    if (s->c->id == C_DONE_DEFER && s->done_pending) {
+    if (s->c->id == C_DONE_DEFER && !s->local_sent) {
         log_case(PROXY_LOG_INFO, s->c->name, LIT("on_log"));
     } else if (s->c->id == C_LIFECYCLE_ON_LOG) {
         str_t path, status = {0};
@@ -2137,7 +2137,7 @@ PROXY_EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t context_id) {
     for (size_t i = 0; i < n_streams; i++) {
         if (streams[i]->id == context_id) {
             if (streams[i]->c != NULL && streams[i]->c->id == C_DONE_DEFER &&
-                streams[i]->done_pending)
+                !streams[i]->local_sent)
                 log_case(PROXY_LOG_INFO, streams[i]->c->name, LIT("on_delete"));
             free_stream(i);
             return;
