@@ -1,0 +1,38 @@
+// Package stats is the data plane's statistics store, with Envoy's stat
+// names and Envoy's admin output formats.
+//
+// A Store is created once by the server and injected; there is no global
+// registry. Components take counters, gauges and histograms by their full
+// dotted Envoy names, usually through a Scope that adds a prefix:
+//
+//	cl := store.Scope("cluster.backend.")
+//	rqTotal := cl.Counter("upstream_rq_total")     // cluster.backend.upstream_rq_total
+//	active := cl.Gauge("upstream_cx_active", stats.NeverImport)
+//	rqTime := cl.Histogram("upstream_rq_time", stats.Milliseconds)
+//
+// Handles are cached by name (asking twice gives the same handle) and are
+// taken when a config is compiled, not per request. Their hot-path methods
+// (Counter.Inc/Add, Gauge.Set/Add/Sub, Histogram.Record) are lock-free
+// atomics that do not allocate; a histogram allocates once per decade of
+// values the first time that decade is seen (see histogram.go).
+//
+// External registries contribute at read time through Source (counters and
+// gauges) and HistogramSource: the Proxy-Wasm host's metric registry is added
+// with AddCustomSource and is listed under the names the filter defined.
+//
+// The admin API writes the store with WriteText (/stats), WriteJSON
+// (/stats?format=json) and WritePrometheus (/stats/prometheus); ParseQuery
+// reads Envoy's filter, usedonly, type and histogram_buckets parameters.
+// Prometheus names and labels come from Envoy's default tag specifiers
+// (TagProducer), so cluster.backend.upstream_rq_total is exported as
+// envoy_cluster_upstream_rq_total{envoy_cluster_name="backend"}.
+// OptionsFromProto applies the bootstrap's stats_config.
+//
+// Histogram statistics: values fall in log-linear bins with two significant
+// digits, the layout of Envoy's circllhist, and quantiles interpolate
+// linearly inside a bin, so text and JSON quantiles match Envoy's closely but
+// not digit for digit. Prometheus bucket counts are exact (a sample equal to
+// a bound counts in that bucket). Cumulative statistics are live; interval
+// statistics are those of the last complete interval closed by Store.Flush,
+// which the server calls every stats flush interval.
+package stats
