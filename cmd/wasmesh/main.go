@@ -1,4 +1,6 @@
-// Command wasmesh is the wasmesh proxy. Its subcommands:
+// Command wasmesh is the wasmesh proxy. With Envoy's flags (or installed
+// under the name envoy) it runs as Envoy would: wasmesh -c envoy.yaml.
+// Its subcommands:
 //
 //	wasmesh demo [-filter path.wasm] [-config json] [-listen addr] [-serve]
 //
@@ -15,7 +17,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+
+	"github.com/wasmesh/wasmesh/server"
 )
 
 func main() {
@@ -33,12 +39,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		usage(stderr)
 		return fmt.Errorf("no subcommand given")
 	}
+	// Envoy's command line: installed as `envoy`, or flags first.
+	if filepath.Base(os.Args[0]) == "envoy" || strings.HasPrefix(args[0], "-") {
+		return server.Main(ctx, "wasmesh", args, stdout, stderr)
+	}
 	switch args[0] {
+	case "envoy":
+		return server.Main(ctx, "wasmesh", args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "wasmesh (development)")
-		return nil
+	case "version":
+		return server.Main(ctx, "wasmesh", []string{"--version"}, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -49,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, `usage: wasmesh <subcommand> [flags]
+
+  wasmesh -c envoy.yaml [Envoy's flags]   run as Envoy would (also: wasmesh envoy ...)
 
 subcommands:
   demo      run an example Proxy-Wasm filter in front of an embedded upstream
