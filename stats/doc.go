@@ -35,4 +35,17 @@
 // a bound counts in that bucket). Cumulative statistics are live; interval
 // statistics are those of the last complete interval closed by Store.Flush,
 // which the server calls every stats flush interval.
+//
+// Where wasmesh differs from Envoy, on purpose or where Envoy's docs are
+// silent:
+//   - cumulative histogram statistics are live, not refreshed at each flush;
+//   - Prometheus bucket counts are exact rather than circllhist estimates;
+//   - series whose tag-extracted names sanitize to one Prometheus name are
+//     merged into one family instead of repeating the TYPE line;
+//   - a Source has no used flag: a zero value counts as unused for usedonly;
+//     ?filter= matches a custom source's stat on the name shown (without
+//     "wasmcustom.");
+//   - text readouts, hidden gauges (?hidden=), histogram_buckets=detailed and
+//     the Prometheus protobuf format are not implemented;
+//   - custom tag regexes are RE2, so look-around is rejected at config time.
 package stats
