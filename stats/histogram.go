@@ -58,10 +58,10 @@ func Quantiles() []float64 {
 // bytes.
 const (
 	decades      = 20 // 10^0 .. 10^19 covers every uint64
-	binsPerDecad = 90
+	binsPerDecade = 90
 )
 
-type decade [binsPerDecad]atomic.Uint64
+type decade [binsPerDecade]atomic.Uint64
 
 // pow10 returns 10^e for 0 <= e <= 19.
 func pow10(e int) uint64 {

@@ -128,6 +128,16 @@ func (s *Store) Remove(prefix string) int {
 	return n
 }
 
+// ResetCounters sets every listed counter to zero (the admin
+// /reset_counters endpoint).
+func (s *Store) ResetCounters() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, c := range s.counters {
+		c.v.Store(0)
+	}
+}
+
 func (s *Store) accept(name string) bool { return s.opts.Accept == nil || s.opts.Accept(name) }
 
 func (s *Store) counter(name string, register bool) *Counter {

@@ -245,3 +245,13 @@ func BenchmarkWritePrometheus(b *testing.B) {
 		s.WritePrometheus(&bytes.Buffer{}, WriteOptions{})
 	}
 }
+
+func TestResetCounters(t *testing.T) {
+	s := New(Options{})
+	c := s.Counter("a.b")
+	c.Add(5)
+	s.ResetCounters()
+	if c.Value() != 0 || !c.Used() {
+		t.Errorf("after reset: value %d used %v", c.Value(), c.Used())
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -320,4 +321,45 @@ func isSubsequence(sub, s string) bool {
 		}
 	}
 	return i == len(sub)
+}
+
+func TestStatsMatcherAndBucketsFromProto(t *testing.T) {
+	prefix := func(p string) *matcherv3.StringMatcher {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}}
+	}
+	o, err := OptionsFromProto(&metricsv3.StatsConfig{
+		StatsMatcher: &metricsv3.StatsMatcher{StatsMatcher: &metricsv3.StatsMatcher_ExclusionList{
+			ExclusionList: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
+				prefix("cluster.xds_cluster."),
+				{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: `.*_rq_\d+`}}},
+			}}}},
+		HistogramBucketSettings: []*metricsv3.HistogramBucketSettings{
+			{Match: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "_BYTES"}, IgnoreCase: true},
+				Buckets: []float64{100, 1000}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		"cluster.xds_cluster.upstream_rq_total": false,
+		"cluster.backend.upstream_rq_200":       false,
+		"cluster.backend.upstream_rq_total":     true,
+	} {
+		if got := o.Accept(name); got != want {
+			t.Errorf("Accept(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if b := o.Buckets("http.x.rq_bytes"); !slices.Equal(b, []float64{100, 1000}) {
+		t.Errorf("Buckets(rq_bytes) = %v", b)
+	}
+	if b := o.Buckets("http.x.rq_time"); b != nil {
+		t.Errorf("Buckets(rq_time) = %v, want nil (defaults)", b)
+	}
+
+	reject, err := OptionsFromProto(&metricsv3.StatsConfig{StatsMatcher: &metricsv3.StatsMatcher{
+		StatsMatcher: &metricsv3.StatsMatcher_RejectAll{RejectAll: true}}})
+	if err != nil || reject.Accept("server.live") {
+		t.Errorf("reject_all: %v", err)
+	}
 }
