@@ -58,6 +58,9 @@ type Runtime struct {
 	failures *FailureCounters
 
 	watch *watchdog
+
+	// monoEpoch anchors WASI's monotonic clock (wasi.go).
+	monoEpoch time.Time
 }
 
 // engine is one wazero runtime with the host modules linked; modules are
@@ -108,6 +111,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		r.provided[f.module+"."+f.name] = f
 	}
 	r.watch = newWatchdog()
+	r.monoEpoch = time.Now()
 	return r, nil
 }
 
