@@ -57,7 +57,7 @@ func Quantiles() []float64 {
 // state records without allocating and an idle histogram costs a few hundred
 // bytes.
 const (
-	decades      = 20 // 10^0 .. 10^19 covers every uint64
+	decades       = 20 // 10^0 .. 10^19 covers every uint64
 	binsPerDecade = 90
 )
 
