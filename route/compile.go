@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -61,9 +62,14 @@ func Compile(rc *routev3.RouteConfiguration, opts CompileOptions) (*Table, error
 		validateClusters: opts.ValidateClustersByDefault,
 		maxBody:          defaultMaxDirectResponseBody,
 	}
+	// protoc-gen-validate's rules first; the compiler then reports what
+	// they cannot see, except for fields they already flagged.
+	var flagged []string
 	if err := rc.ValidateAll(); err != nil {
 		c.addValidation("", err)
-		return nil, c.err()
+		for _, e := range c.list {
+			flagged = append(flagged, e.(*FieldError).Path)
+		}
 	}
 	if rc.GetValidateClusters() != nil {
 		c.validateClusters = rc.GetValidateClusters().GetValue()
@@ -72,10 +78,33 @@ func Compile(rc *routev3.RouteConfiguration, opts CompileOptions) (*Table, error
 		c.maxBody = rc.GetMaxDirectResponseBodySizeBytes().GetValue()
 	}
 	t := c.table(rc)
+	if len(flagged) > 0 {
+		c.dropUnder(len(flagged), flagged)
+	}
 	if err := c.err(); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// dropUnder removes the compiler's errors (those after the first n) that
+// are at or below a path protoc-gen-validate already reported.
+func (c *compiler) dropUnder(n int, paths []string) {
+	keep := c.list[:n]
+	for _, e := range c.list[n:] {
+		p := e.(*FieldError).Path
+		dup := false
+		for _, f := range paths {
+			if p == f || strings.HasPrefix(p, f+".") || strings.HasPrefix(p, f+"[") {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			keep = append(keep, e)
+		}
+	}
+	c.list = keep
 }
 
 func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {

@@ -75,12 +75,17 @@ func (c *errs) only(path string, m proto.Message, allowed ...string) {
 	if !r.IsValid() {
 		return
 	}
+	var bad []string
 	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 		if !slices.Contains(allowed, string(fd.Name())) {
-			c.unsupported(at(path, string(fd.Name())))
+			bad = append(bad, string(fd.Name()))
 		}
 		return true
 	})
+	slices.Sort(bad)
+	for _, name := range bad {
+		c.unsupported(at(path, name))
+	}
 }
 
 // pgvError is the shape of protoc-gen-validate's per-field errors.

@@ -167,7 +167,11 @@ func (c *errs) retryPolicy(path string, p *routev3.RetryPolicy) *RetryPolicy {
 			r.OtherHosts = true
 			continue
 		}
-		c.add(pp, fmt.Errorf("retry host predicate %q (%s) is %w", hp.GetName(), tu, ErrUnsupported))
+		what := fmt.Sprintf("%q", hp.GetName())
+		if tu != "" {
+			what += " (" + tu + ")"
+		}
+		c.add(pp, fmt.Errorf("retry host predicate %s is %w", what, ErrUnsupported))
 	}
 	if n := p.GetHostSelectionRetryMaxAttempts(); n > 0 {
 		r.HostSelectionMaxAttempts = n

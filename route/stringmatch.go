@@ -18,6 +18,10 @@ func (c *errs) compileRegex(path string, m *matcherv3.RegexMatcher) *regexp.Rege
 	// google_re2 (and its max_program_size) is deprecated and only tunes
 	// Envoy's program-size guard; RE2 itself is what Go's regexp implements.
 	c.only(path, m, "google_re2", "regex")
+	if _, err := regexp.Compile(m.GetRegex()); err != nil {
+		c.errf(at(path, "regex"), "invalid regex %q: %v", m.GetRegex(), err)
+		return nil
+	}
 	re, err := regexp.Compile(`^(?:` + m.GetRegex() + `)$`)
 	if err != nil {
 		c.errf(at(path, "regex"), "invalid regex %q: %v", m.GetRegex(), err)
