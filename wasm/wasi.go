@@ -30,7 +30,7 @@ import (
 //   - the environment is VMConfig.Env; there are no arguments.
 //   - clocks: realtime is the runtime's clock (Options.Now), monotonic counts
 //     from the runtime's creation. poll_oneoff really sleeps for a clock
-//     subscription, bounded by the callback deadline (see wasiPollOneoff).
+//     subscription, bounded by the callback deadline (see pollOneoff).
 //   - proc_exit ends the instance; the host replaces it.
 //
 // Nothing answers with a trap: an unsupported call gets its errno, a bad
@@ -625,11 +625,10 @@ func (l *wasiLayout) clockDue(i *instance, s []byte, elapsed time.Duration) (tim
 	return time.Duration(d), errnoSuccess
 }
 
-// pollSleep sleeps for d, or until the watchdog ends the call. The
-// watchdog fires within a few ticks of the callback deadline; it closes the
-// module, but wazero only notices at the guest's next call or loop, so a
-// sleep it interrupts ends the call here with the same exit. The sleep is
-// also cut at twice the deadline in case the watchdog is late (then the
+// pollSleep sleeps for d, or until the watchdog ends the call: the
+// watchdog closes the module, and when this host function returns wazero
+// ends the guest call with the watchdog's exit error (a timeout). The sleep
+// is also cut at twice the deadline in case the watchdog is late (then the
 // guest sees an early wake-up with no event, which poll allows, and polls
 // again).
 func (i *instance) pollSleep(d time.Duration) {
@@ -638,11 +637,8 @@ func (i *instance) pollSleep(d time.Duration) {
 	}
 	end := time.Now().Add(d)
 	for {
-		if i.timedOut.Load() {
-			panic(sys.NewExitError(124)) // the watchdog's exit code
-		}
 		left := time.Until(end)
-		if left <= 0 || i.dead.Load() {
+		if left <= 0 || i.timedOut.Load() || i.dead.Load() {
 			return
 		}
 		time.Sleep(min(left, watchdogTick))
