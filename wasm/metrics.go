@@ -2,22 +2,27 @@ package wasm
 
 import (
 	"context"
-	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmesh/wasmesh/stats"
 )
 
 // Metrics that plugins define live in one MetricRegistry per Runtime, keyed
 // by type and name: every instance of every plugin (and every VM) that
 // defines the same name with the same type gets the same id and updates the
-// same value, as Envoy's stats store does. The data plane reads them with
-// Snapshot. Names are kept as the guest defined them; Envoy stores them
-// under the WasmCustomStatNamespace prefix internally and strips it again in
-// its /stats and Prometheus output, so showing them unprefixed matches what
-// Envoy users see.
+// same value, as Envoy's stats store does. A counter and a gauge may share a
+// name (Envoy allows it too); they are two metrics. Names are kept as the
+// guest defined them; Envoy stores them under the "wasmcustom." namespace
+// internally and strips it again in its /stats and Prometheus output. The
+// registry is a stats.HistogramSource: the server adds it to its store with
+// Store.AddCustomSource, which does the same. Histograms are
+// stats.Histogram values (Envoy's default buckets and log-linear bins for
+// the P0..P100 quantiles), unit unspecified as in Envoy. Snapshot gives the
+// same data as plain values.
 //
 // Status codes follow Envoy's Context::{define,increment,record,get}Metric:
 //
@@ -29,13 +34,10 @@ import (
 //	           histogram: BAD_ARGUMENT
 //	any        unknown id: NOT_FOUND
 //
-// Updates are lock-free and allocation-free: a metric id carries its type in
-// its low two bits and its index above them, and the table of metrics is an
-// append-only slice published through an atomic pointer.
-
-// WasmCustomStatNamespace is the namespace Envoy puts plugin-defined metrics
-// in (wasmcustom.<name>) and strips from its stats output.
-const WasmCustomStatNamespace = "wasmcustom"
+// Updates are lock-free and allocation-free (a histogram allocates once per
+// decade of values, the first time one is seen): a metric id carries its
+// type in its low two bits and its index above them, and the table of
+// metrics is an append-only slice published through an atomic pointer.
 
 // Registry caps. Defining past them answers BAD_ARGUMENT.
 const (
@@ -43,18 +45,7 @@ const (
 	maxMetricNameBytes = 4 << 10
 )
 
-// HistogramBounds are the upper bounds of the histogram buckets (Envoy's
-// default bucket bounds without the 0.5 one, since values are integers); a
-// last bucket takes everything larger.
-var HistogramBounds = [...]uint64{
-	1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
-	30000, 60000, 300000, 600000, 1800000, 3600000,
-}
-
-// HistogramQuantiles are the quantiles a HistogramSnapshot reports: Envoy's
-// P0, P25, P50, P75, P90, P95, P99, P99.5, P99.9 and P100.
-var HistogramQuantiles = [...]float64{0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1}
-
+// String names the type: counter, gauge or histogram.
 func (t MetricType) String() string {
 	switch t {
 	case MetricCounter:
@@ -87,15 +78,10 @@ type metric struct {
 	name string
 	// value is a counter's count or a gauge's value (two's complement).
 	value atomic.Uint64
-	hist  *histogram
+	hist  *stats.Histogram
 }
 
-type histogram struct {
-	buckets [len(HistogramBounds) + 1]atomic.Uint64
-	sum     atomic.Uint64
-	min     atomic.Uint64
-	max     atomic.Uint64
-}
+var _ stats.HistogramSource = (*MetricRegistry)(nil)
 
 // NewMetricRegistry returns an empty registry.
 func NewMetricRegistry() *MetricRegistry {
@@ -121,8 +107,7 @@ func (r *MetricRegistry) define(typ MetricType, name string) (uint32, Status) {
 	}
 	m := &metric{id: uint32(len(tbl)+1)<<2 | uint32(typ), typ: typ, name: name}
 	if typ == MetricHistogram {
-		m.hist = &histogram{}
-		m.hist.min.Store(math.MaxUint64)
+		m.hist = stats.NewHistogram(name, stats.Unspecified, nil)
 	}
 	// Appending writes past every published length, so readers of an older
 	// table never see the new slot change under them.
@@ -178,7 +163,7 @@ func (r *MetricRegistry) record(id uint32, v uint64) Status {
 	case MetricGauge:
 		m.value.Store(v)
 	default:
-		m.hist.record(v)
+		m.hist.Record(v)
 	}
 	return StatusOK
 }
@@ -195,67 +180,18 @@ func (r *MetricRegistry) get(id uint32) (uint64, Status) {
 	return m.value.Load(), StatusOK
 }
 
-func (h *histogram) record(v uint64) {
-	b := len(HistogramBounds)
-	for k, bound := range HistogramBounds {
-		if v <= bound {
-			b = k
-			break
-		}
-	}
-	h.buckets[b].Add(1)
-	h.sum.Add(v)
-	for {
-		cur := h.min.Load()
-		if v >= cur || h.min.CompareAndSwap(cur, v) {
-			break
-		}
-	}
-	for {
-		cur := h.max.Load()
-		if v <= cur || h.max.CompareAndSwap(cur, v) {
-			break
-		}
-	}
-}
-
 // MetricSnapshot is one metric's state at a point in time.
 type MetricSnapshot struct {
 	Name string
 	Type MetricType
 	// Counter is a counter's value.
 	Counter uint64
-	// Gauge is a gauge's value.
+	// Gauge is a gauge's value; it goes below zero if the plugin
+	// decrements it past zero.
 	Gauge int64
-	// Histogram is a histogram's summary (nil for other types).
-	Histogram *HistogramSnapshot
-}
-
-// HistogramSnapshot summarises a histogram.
-type HistogramSnapshot struct {
-	Count uint64
-	Sum   uint64
-	// Min and Max are the smallest and largest values recorded (0 when
-	// Count is 0).
-	Min, Max uint64
-	// Buckets are cumulative: Count values were <= UpperBound. The last
-	// bucket's UpperBound is math.MaxUint64 (+Inf) and its Count is Count.
-	Buckets []HistogramBucket
-	// Quantiles estimates HistogramQuantiles by interpolating within the
-	// buckets (P0 is Min and P100 is Max exactly); empty when Count is 0.
-	Quantiles []HistogramQuantile
-}
-
-// HistogramBucket is one cumulative bucket.
-type HistogramBucket struct {
-	UpperBound uint64
-	Count      uint64
-}
-
-// HistogramQuantile is one estimated quantile.
-type HistogramQuantile struct {
-	Quantile float64
-	Value    float64
+	// Histogram is a histogram's statistics since it was defined (nil for
+	// other types): count, sum, cumulative buckets and Envoy's quantiles.
+	Histogram *stats.HistogramStats
 }
 
 // Snapshot returns every metric, sorted by name then type.
@@ -305,77 +241,40 @@ func (m *metric) snapshot() MetricSnapshot {
 	case MetricGauge:
 		s.Gauge = int64(m.value.Load())
 	default:
-		s.Histogram = m.hist.snapshot()
+		h := m.hist.Cumulative()
+		s.Histogram = &h
 	}
 	return s
 }
 
-func (h *histogram) snapshot() *HistogramSnapshot {
-	var counts [len(HistogramBounds) + 1]uint64
-	var total uint64
-	for k := range counts {
-		counts[k] = h.buckets[k].Load()
-		total += counts[k]
+// Collect emits every counter and gauge (stats.Source). A gauge below zero
+// is emitted as its two's complement, like an underflowed Envoy gauge.
+func (r *MetricRegistry) Collect(emit func(name string, kind stats.Kind, value uint64)) {
+	p := r.table.Load()
+	if p == nil {
+		return
 	}
-	s := &HistogramSnapshot{
-		Count:   total,
-		Sum:     h.sum.Load(),
-		Buckets: make([]HistogramBucket, len(counts)),
-	}
-	var cum uint64
-	for k, c := range counts {
-		cum += c
-		bound := uint64(math.MaxUint64)
-		if k < len(HistogramBounds) {
-			bound = HistogramBounds[k]
+	for _, m := range *p {
+		switch m.typ {
+		case MetricCounter:
+			emit(m.name, stats.KindCounter, m.value.Load())
+		case MetricGauge:
+			emit(m.name, stats.KindGauge, m.value.Load())
 		}
-		s.Buckets[k] = HistogramBucket{UpperBound: bound, Count: cum}
 	}
-	if total == 0 {
-		return s
-	}
-	s.Min, s.Max = h.min.Load(), h.max.Load()
-	if s.Min > s.Max {
-		// A record is in progress; min and max are not both set yet.
-		s.Min = s.Max
-	}
-	s.Quantiles = make([]HistogramQuantile, len(HistogramQuantiles))
-	for k, q := range HistogramQuantiles {
-		s.Quantiles[k] = HistogramQuantile{Quantile: q, Value: quantile(q, counts[:], total, s.Min, s.Max)}
-	}
-	return s
 }
 
-// quantile estimates quantile q by linear interpolation inside the bucket
-// holding it, with the bucket's range clamped to [lo, hi] (min and max).
-func quantile(q float64, counts []uint64, total, lo, hi uint64) float64 {
-	if q <= 0 {
-		return float64(lo)
+// CollectHistograms emits every histogram (stats.HistogramSource).
+func (r *MetricRegistry) CollectHistograms(emit func(name string, h *stats.Histogram)) {
+	p := r.table.Load()
+	if p == nil {
+		return
 	}
-	if q >= 1 {
-		return float64(hi)
-	}
-	target := q * float64(total)
-	var cum float64
-	lower := float64(lo)
-	for k, c := range counts {
-		upper := float64(hi)
-		if k < len(HistogramBounds) && float64(HistogramBounds[k]) < upper {
-			upper = float64(HistogramBounds[k])
-		}
-		if c > 0 && cum+float64(c) >= target {
-			from := math.Max(lower, float64(lo))
-			if upper < from {
-				upper = from
-			}
-			return from + (upper-from)*(target-cum)/float64(c)
-		}
-		cum += float64(c)
-		if k < len(HistogramBounds) {
-			lower = float64(HistogramBounds[k])
+	for _, m := range *p {
+		if m.hist != nil {
+			emit(m.name, m.hist)
 		}
 	}
-	return float64(hi)
 }
 
 func metricFuncs() []hostFunc {

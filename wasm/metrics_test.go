@@ -3,8 +3,12 @@ package wasm
 import (
 	"fmt"
 	"math"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/wasmesh/wasmesh/stats"
 )
 
 // define calls proxy_define_metric(typ, name) from the guest.
@@ -177,10 +181,9 @@ func TestMetricsHistogramSnapshot(t *testing.T) {
 	g := shGuests(t, e.plugin(e.vm("h", 1), "p", ""))[0]
 	h, _ := g.define(MetricHistogram, "latency_ms")
 	empty, _ := e.rt.Metrics().Lookup("latency_ms", MetricHistogram)
-	if hs := empty.Histogram; hs.Count != 0 || hs.Quantiles != nil || len(hs.Buckets) != len(HistogramBounds)+1 {
+	if hs := empty.Histogram; hs == nil || hs.Count != 0 || len(hs.Buckets) != len(stats.DefaultBuckets()) {
 		t.Fatalf("empty histogram %+v", hs)
 	}
-	// 100 values: 1..100.
 	for v := uint64(1); v <= 100; v++ {
 		if s := g.status("t_record_metric", uint64(h), v); s != StatusOK {
 			t.Fatal(s)
@@ -188,30 +191,42 @@ func TestMetricsHistogramSnapshot(t *testing.T) {
 	}
 	m, _ := e.rt.Metrics().Lookup("latency_ms", MetricHistogram)
 	hs := m.Histogram
-	if hs.Count != 100 || hs.Sum != 5050 || hs.Min != 1 || hs.Max != 100 {
-		t.Fatalf("count %d sum %d min %d max %d", hs.Count, hs.Sum, hs.Min, hs.Max)
+	if hs.Count != 100 || hs.Sum != 5050 {
+		t.Fatalf("count %d sum %g", hs.Count, hs.Sum)
 	}
-	wantCum := map[uint64]uint64{1: 1, 5: 5, 10: 10, 25: 25, 50: 50, 100: 100, 250: 100, math.MaxUint64: 100}
-	for _, b := range hs.Buckets {
-		if want, ok := wantCum[b.UpperBound]; ok && b.Count != want {
-			t.Errorf("bucket <= %d: %d, want %d", b.UpperBound, b.Count, want)
+	wantCum := map[float64]uint64{0.5: 0, 1: 1, 5: 5, 10: 10, 25: 25, 50: 50, 100: 100, 250: 100}
+	for k, bound := range hs.Bounds {
+		if want, ok := wantCum[bound]; ok && hs.Buckets[k] != want {
+			t.Errorf("bucket <= %g: %d, want %d", bound, hs.Buckets[k], want)
 		}
 	}
-	if len(hs.Quantiles) != len(HistogramQuantiles) {
-		t.Fatalf("quantiles %+v", hs.Quantiles)
+	if len(hs.Quantiles) != len(stats.Quantiles()) {
+		t.Fatalf("quantiles %v", hs.Quantiles)
 	}
-	for _, q := range hs.Quantiles {
-		// Values are uniform on 1..100, so the estimate is close to q*100.
-		if want := math.Max(1, q.Quantile*100); math.Abs(q.Value-want) > 1 {
-			t.Errorf("P%g = %g, want about %g", q.Quantile*100, q.Value, want)
+	for k, q := range stats.Quantiles() {
+		// Uniform on 1..100: each quantile is close to q*100, within a bin.
+		if want := q * 100; math.Abs(hs.Quantiles[k]-want) > 10 {
+			t.Errorf("P%g = %g, want about %g", q*100, hs.Quantiles[k], want)
+		}
+		if k > 0 && hs.Quantiles[k] < hs.Quantiles[k-1] {
+			t.Errorf("quantiles not monotonic: %v", hs.Quantiles)
 		}
 	}
-	// A huge value lands in the last bucket and moves P100 only.
-	g.status("t_record_metric", uint64(h), math.MaxUint64)
-	m, _ = e.rt.Metrics().Lookup("latency_ms", MetricHistogram)
-	last := m.Histogram.Buckets[len(m.Histogram.Buckets)-1]
-	if last.Count != 101 || m.Histogram.Max != math.MaxUint64 || m.Histogram.Quantiles[len(HistogramQuantiles)-1].Value != math.MaxUint64 {
-		t.Fatalf("after a huge value: %+v", m.Histogram)
+
+	// The data plane's store sees the same histogram under the filter's
+	// name, and counters and gauges through Collect.
+	c, _ := g.define(MetricCounter, "requests")
+	g.status("t_increment_metric", uint64(c), 3)
+	var hists []string
+	e.rt.Metrics().CollectHistograms(func(name string, sh *stats.Histogram) {
+		hists = append(hists, fmt.Sprintf("%s:%d", name, sh.Cumulative().Count))
+	})
+	var values []string
+	e.rt.Metrics().Collect(func(name string, kind stats.Kind, v uint64) {
+		values = append(values, fmt.Sprintf("%s:%s:%d", name, kind, v))
+	})
+	if fmt.Sprint(hists) != "[latency_ms:100]" || fmt.Sprint(values) != "[requests:counter:3]" {
+		t.Fatalf("collected %v %v", hists, values)
 	}
 }
 
@@ -330,6 +345,38 @@ func BenchmarkMetricIncrementHostCall(b *testing.B) {
 	for left := b.N; left > 0; left -= 100000 {
 		if s := Status(g.call("t_increment_loop", uint64(id), uint64(min(left, 100000)))); s != StatusOK {
 			b.Fatal(s)
+		}
+	}
+}
+
+// TestMetricsInStatsStore: added to the data plane's store as a custom
+// source, plugin metrics show under the names the filter defined, and in
+// Prometheus without the envoy_ prefix, as in Envoy.
+func TestMetricsInStatsStore(t *testing.T) {
+	e := newShEnv(t)
+	g := shGuests(t, e.plugin(e.vm("store", 1), "p", ""))[0]
+	c, _ := g.define(MetricCounter, "plugin_requests")
+	g.status("t_increment_metric", uint64(c), 7)
+	h, _ := g.define(MetricHistogram, "plugin_latency")
+	g.status("t_record_metric", uint64(h), 12)
+
+	store := stats.New(stats.Options{})
+	defer store.AddCustomSource(e.rt.Metrics())()
+	var text, prom strings.Builder
+	if err := store.WriteText(&text, stats.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.WritePrometheus(&prom, stats.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"plugin_requests: 7", "plugin_latency: "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("/stats lacks %q:\n%s", want, text.String())
+		}
+	}
+	for _, want := range []string{`(?m)^plugin_requests(\{\})? 7$`, `(?m)^plugin_latency_count(\{\})? 1$`} {
+		if !regexp.MustCompile(want).MatchString(prom.String()) {
+			t.Errorf("/stats/prometheus lacks %s:\n%s", want, prom.String())
 		}
 	}
 }

@@ -27,9 +27,11 @@ import (
 //     runs right after the current callback returns (instance.deferLocked);
 //     for another instance a per-queue goroutine delivers the calls in order,
 //     taking only that instance's lock. A registrant whose instance died, or
-//     whose plugin was closed, is skipped: its items stay queued until
-//     someone dequeues them. Delivery goroutines exit when no calls are
-//     pending and when the runtime closes.
+//     whose plugin was closed, is skipped and forgotten: its items stay
+//     queued until someone dequeues them, and the next registration names
+//     the new registrant (a replacement instance registers again in its
+//     proxy_on_configure). Delivery goroutines exit as soon as no calls are
+//     pending, so they end with the runtime's instances.
 
 // QueueLimits caps what guests can hold in shared queues.
 type QueueLimits struct {
@@ -256,22 +258,46 @@ func (r *queueRegistry) deliverLoop(q *sharedQueue) {
 		r.mu.Unlock()
 		if root != nil {
 			root.inst.mu.Lock()
-			root.inst.queueReadyLocked(root, q.id)
+			gone := root.inst.queueReadyLocked(root, q.id)
 			root.inst.mu.Unlock()
+			if gone {
+				r.forget(q.id, root)
+			}
 		}
 	}
 }
 
 // queueReadyLocked calls proxy_on_queue_ready on root unless its instance
-// died or its plugin's root context is gone.
-func (i *instance) queueReadyLocked(root *contextState, id uint32) {
-	if i.dead.Load() || root.finished || i.roots[root.plugin] != root || i.fns.onQueueReady == nil {
-		return
+// died or its plugin's root context is gone; gone reports those cases.
+func (i *instance) queueReadyLocked(root *contextState, id uint32) (gone bool) {
+	if i.dead.Load() || root.finished || i.roots[root.plugin] != root {
+		return true
+	}
+	if i.fns.onQueueReady == nil {
+		return false
 	}
 	if err := i.enterLocked(root, i.fns.onQueueReady, uint64(root.id), uint64(id)); err != nil {
-		i.log.Debug("proxy_on_queue_ready failed", zap.Uint32("queue_id", id), zap.Error(err))
+		i.log.Debug("proxy_on_queue_ready failed",
+			zap.String("plugin", root.plugin.cfg.Name), zap.Uint32("queue_id", id), zap.Error(err))
+		return true
+	}
+	return false
+}
+
+// forget drops root as the queue's registrant (its instance died or its
+// plugin closed), so the queue does not keep a dead instance reachable.
+// Items stay; the next registration names a new registrant.
+func (r *queueRegistry) forget(id uint32, root *contextState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q, ok := r.byID[id]; ok && q.root == root {
+		q.root = nil
 	}
 }
+
+// SharedQueues gives access to the host-wide shared queues (limits and the
+// admin listing).
+func (r *Runtime) SharedQueues() *queueRegistry { return r.queues }
 
 // deleteVMID drops vm_id's queues; their ids answer NOT_FOUND afterwards.
 func (r *queueRegistry) deleteVMID(vmID string) {
@@ -289,8 +315,10 @@ func (r *queueRegistry) deleteVMID(vmID string) {
 	}
 }
 
-// close stops notifications and waits for the delivery goroutines. The
-// Runtime calls it once its VMs are closed.
+// close stops notifications to other instances and waits for the delivery
+// goroutines. Runtime.Close should call it after closing its VMs; without it
+// the goroutines still end once the instances are closed, since deliveries
+// to closed instances are skipped.
 func (r *queueRegistry) close() {
 	r.mu.Lock()
 	r.closed = true
@@ -391,7 +419,11 @@ func hostEnqueueSharedQueue(_ context.Context, i *instance, st []uint64) Status 
 	if root != nil {
 		// The registrant is this instance: notify it after the current
 		// callback, never re-entrantly.
-		i.deferLocked(func() { i.queueReadyLocked(root, id) })
+		i.deferLocked(func() {
+			if i.queueReadyLocked(root, id) {
+				reg.forget(id, root)
+			}
+		})
 	}
 	return s
 }

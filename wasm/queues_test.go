@@ -310,11 +310,13 @@ func TestQueueSkipsDeadAndClosedRegistrants(t *testing.T) {
 	if got := gs[0].readyCount() + gs[1].readyCount(); got != 0 {
 		t.Fatalf("closed plugin notified %d times", got)
 	}
-	waitFor(t, "delivery goroutine to finish", func() bool {
-		e.rt.queues.mu.Lock()
-		defer e.rt.queues.mu.Unlock()
-		return !e.rt.queues.byID[id].delivering
-	})
+	// The gone registrant is forgotten, not kept reachable.
+	e.rt.queues.mu.Lock()
+	root := e.rt.queues.byID[id].root
+	e.rt.queues.mu.Unlock()
+	if root != nil {
+		t.Fatal("closed plugin's root context still the registrant")
+	}
 
 	// A registrant whose instance is dead. (Marked dead by hand: a real
 	// failure would start a replacement that registers again at once.)
@@ -422,5 +424,21 @@ func TestQueueOutOfBounds(t *testing.T) {
 	}
 	if got, s := g.dequeue(id); s != StatusOK || got != "item" {
 		t.Fatalf("dequeue %q %v", got, s)
+	}
+}
+
+// TestQueueCloseStopsDelivery: after queueRegistry.close, enqueueing still
+// works but starts no delivery goroutine.
+func TestQueueCloseStopsDelivery(t *testing.T) {
+	e := newShEnv(t)
+	gs := shGuests(t, e.plugin(e.vm("closed", 2), "p", "q"))
+	id := gs[0].call("t_queue")
+	e.rt.queues.close()
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	if s := gs[0].enqueue(id, "after close"); s != StatusOK {
+		t.Fatal(s)
+	}
+	if got := gs[1].readyCount(); got != 0 {
+		t.Fatalf("notified %d times after close", got)
 	}
 }
