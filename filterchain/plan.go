@@ -5,15 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
-
-// filterConfigTypeURL is envoy.config.route.v3.FilterConfig, the wrapper
-// typed_per_filter_config uses to disable, make optional or configure a
-// filter per route.
-const filterConfigTypeURL = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 
 // Chain is an HTTP connection manager's compiled http_filters list.
 type Chain struct {
@@ -104,48 +98,48 @@ func CompileChain(ctx context.Context, filters []*hcmv3.HttpFilter, reg *Registr
 	return c, nil
 }
 
-// PerFilterConfig answers, for a route, the most specific
-// typed_per_filter_config entry for a filter name (route over virtual
-// host), or ok=false when there is none.
-type PerFilterConfig func(filterName string) (cfg *anypb.Any, ok bool)
+// Override is a route's resolved typed_per_filter_config entry for one
+// filter (route over virtual host over route configuration, FilterConfig
+// already unwrapped): Explicit when some level names the filter, then
+// Disabled replaces the http_filters entry's own flag; Config is the
+// per-route configuration, if any.
+type Override struct {
+	Config   *anypb.Any
+	Explicit bool
+	Disabled bool
+	Optional bool
+}
 
-// PlanFor compiles the plan for a route whose per-filter config lookup is
-// perRoute (nil: no per-route config). A disabled filter runs only where a
-// route enables it; a FilterConfig with disabled=true removes a filter.
+// PerFilterConfig answers a route's override for a filter name.
+type PerFilterConfig func(filterName string) Override
+
+// PlanFor compiles the plan for a route whose per-filter overrides are
+// perRoute (nil: none). A disabled filter runs only where a route enables
+// it; an override with disabled=true removes a filter.
 func (c *Chain) PlanFor(ctx context.Context, perRoute PerFilterConfig) (*Plan, error) {
 	p := &Plan{}
 	for _, e := range c.entries {
 		cfg := e.cfg
 		enabled := !e.disabled
 		if perRoute != nil {
-			if raw, ok := perRoute(e.name); ok {
-				inner := raw
-				if raw.GetTypeUrl() == filterConfigTypeURL {
-					fc := &routev3.FilterConfig{}
-					if err := raw.UnmarshalTo(fc); err != nil {
-						return nil, fmt.Errorf("typed_per_filter_config[%q]: %w", e.name, err)
-					}
-					if fc.GetDisabled() {
-						if e.terminal {
-							return nil, fmt.Errorf("typed_per_filter_config[%q].disabled: a terminal filter cannot be disabled", e.name)
-						}
-						continue
-					}
-					enabled = true
-					inner = fc.GetConfig()
-				} else {
-					enabled = true
+			o := perRoute(e.name)
+			if o.Explicit {
+				enabled = !o.Disabled
+				if o.Disabled && e.terminal {
+					return nil, fmt.Errorf("typed_per_filter_config[%q].disabled: a terminal filter cannot be disabled", e.name)
 				}
-				if inner != nil {
-					prc, ok := e.cfg.(PerRouteCompiler)
-					if !ok {
-						return nil, fmt.Errorf("typed_per_filter_config[%q]: filter takes no per-route configuration", e.name)
-					}
-					rc, err := prc.CompilePerRoute(ctx, inner)
+			}
+			if o.Config != nil && enabled {
+				prc, ok := e.cfg.(PerRouteCompiler)
+				switch {
+				case ok:
+					rc, err := prc.CompilePerRoute(ctx, o.Config)
 					if err != nil {
 						return nil, fmt.Errorf("typed_per_filter_config[%q]: %w", e.name, err)
 					}
 					cfg = rc
+				case !o.Optional:
+					return nil, fmt.Errorf("typed_per_filter_config[%q]: filter takes no per-route configuration (%s)", e.name, o.Config.GetTypeUrl())
 				}
 			}
 		}
@@ -160,6 +154,14 @@ func (c *Chain) PlanFor(ctx context.Context, perRoute PerFilterConfig) (*Plan, e
 		}
 	}
 	return p, nil
+}
+
+// Terminal is the plan's last filter config (the router).
+func (p *Plan) Terminal() Config {
+	if len(p.Configs) == 0 {
+		return nil
+	}
+	return p.Configs[len(p.Configs)-1]
 }
 
 // Close closes every config that holds resources.

@@ -25,7 +25,8 @@ type watchdog struct {
 
 type watchState struct {
 	lastSeq uint64
-	ticks   int
+	// since is when the watchdog first saw the current call running.
+	since time.Time
 }
 
 func newWatchdog() *watchdog {
@@ -68,20 +69,19 @@ func (w *watchdog) loop() {
 
 func (w *watchdog) check() {
 	var expired []*instance
+	now := time.Now()
 	w.mu.Lock()
 	for inst, st := range w.instances {
 		seq := inst.callSeq.Load()
 		if !inst.busy.Load() || seq != st.lastSeq {
+			// A new call (or none): measure from now. Elapsed time, not a
+			// tick count, so a busy machine dropping ticks cannot stretch
+			// the deadline; a call is caught within one tick of it.
 			st.lastSeq = seq
-			st.ticks = 0
+			st.since = now
 			continue
 		}
-		st.ticks++
-		limit := int(inst.deadline.Load() / int64(watchdogTick))
-		if limit < 1 {
-			limit = 1
-		}
-		if st.ticks > limit {
+		if now.Sub(st.since) >= time.Duration(inst.deadline.Load()) {
 			expired = append(expired, inst)
 			delete(w.instances, inst)
 		}

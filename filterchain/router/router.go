@@ -1,0 +1,407 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/wasmesh/wasmesh/filterchain"
+	"github.com/wasmesh/wasmesh/header"
+	"github.com/wasmesh/wasmesh/route"
+)
+
+// TypeURL is the router's typed_config type.
+const TypeURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+// EnvKeyClusters is the filterchain.Env.Values key of the Clusters the
+// router sends requests through.
+const EnvKeyClusters = "router.clusters"
+
+// LBContext is what load balancing needs from the request.
+type LBContext struct {
+	// Hash is the route's hash policy result, for ring hash and maglev.
+	Hash    uint64
+	HasHash bool
+	// Downstream is the client's address; OriginalDst the original
+	// destination of a redirected connection (ORIGINAL_DST clusters).
+	Downstream  netip.AddrPort
+	OriginalDst netip.AddrPort
+	// DownstreamHTTP2 hints use_downstream_protocol_config.
+	DownstreamHTTP2 bool
+	// AutoHostRewrite asks the cluster to set the request's Host to the
+	// picked host's hostname.
+	AutoHostRewrite bool
+}
+
+// Clusters is what the router needs from the cluster manager.
+type Clusters interface {
+	// Has reports whether a cluster exists.
+	Has(name string) bool
+	// RoundTrip picks a host of the cluster and sends req to it. req.URL
+	// carries the path and query; the cluster sets scheme and host. The
+	// returned host is "ip:port". Errors should be (or wrap) *UpstreamError.
+	RoundTrip(cluster string, req *http.Request, lb LBContext) (resp *http.Response, host string, err error)
+}
+
+// FailureKind classifies an upstream failure.
+type FailureKind int
+
+// Failure kinds, each with its Envoy response flag.
+const (
+	FailureConnect           FailureKind = iota // UF
+	FailureNoHealthyUpstream                    // UH
+	FailureOverflow                             // UO
+	FailureReset                                // UR
+	FailureProtocol                             // UPE
+)
+
+// UpstreamError is a classified upstream failure.
+type UpstreamError struct {
+	Kind FailureKind
+	Err  error
+}
+
+func (e *UpstreamError) Error() string { return e.Err.Error() }
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Register adds the router's factory to r.
+func Register(r *filterchain.Registry) { r.Add(factory{}) }
+
+type factory struct{}
+
+func (factory) TypeURLs() []string { return []string{TypeURL} }
+
+func (factory) Compile(_ context.Context, name string, raw *anypb.Any, env *filterchain.Env) (filterchain.Config, error) {
+	cfg := &routerv3.Router{}
+	if err := raw.UnmarshalTo(cfg); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", TypeURL, err)
+	}
+	if err := cfg.ValidateAll(); err != nil {
+		return nil, err
+	}
+	switch {
+	case len(cfg.GetUpstreamLog()) > 0:
+		return nil, errors.New("upstream_log: not supported")
+	case len(cfg.GetUpstreamHttpFilters()) > 0:
+		return nil, errors.New("upstream_http_filters: not supported")
+	}
+	clusters, _ := env.Values[EnvKeyClusters].(Clusters)
+	return &Config{
+		clusters:              clusters,
+		suppressEnvoy:         cfg.GetSuppressEnvoyHeaders(),
+		respectTimeoutHeaders: !cfg.GetRespectExpectedRqTimeout(),
+	}, nil
+}
+
+// Config is a compiled router.
+type Config struct {
+	clusters              Clusters
+	suppressEnvoy         bool
+	respectTimeoutHeaders bool
+}
+
+var (
+	_ filterchain.Config   = (*Config)(nil)
+	_ filterchain.Terminal = (*Config)(nil)
+)
+
+// IsTerminal marks the router as the chain's end.
+func (*Config) IsTerminal() bool { return true }
+
+// NewFilter is never used for the router: the connection manager calls
+// Forward instead. It returns a pass-through so a plan stays uniform.
+func (*Config) NewFilter(*filterchain.Stream) filterchain.Filter { return filterchain.PassThrough{} }
+
+// Request is one downstream request as the router forwards it.
+type Request struct {
+	Stream *filterchain.Stream
+	Match  *route.Match
+	// Body is the request body: BufferedBody when it was buffered (and can
+	// be replayed for retries), else Reader (nil: no body).
+	BufferedBody []byte
+	Buffered     bool
+	Reader       io.Reader
+	// ContentLength is the body size when known, else -1.
+	ContentLength int64
+	// Formatter expands %COMMAND% in configured header values.
+	Formatter route.Formatter
+	// Random is the stream's random value.
+	Random uint64
+}
+
+// Forward sends the request upstream, with retries, and returns the
+// response, or the local reply to send instead.
+func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
+	s, m := r.Stream, r.Match
+	h := s.RequestHeaders
+	info := s.Info
+	if m == nil || m.Route == nil {
+		info.ResponseFlags |= filterchain.FlagNoRouteFound
+		return nil, &filterchain.LocalReply{Status: http.StatusNotFound, Details: "route_not_found", GRPCStatus: -1}
+	}
+	info.RouteName = m.Route.Name
+	switch m.Route.Kind {
+	case route.ActionDirectResponse:
+		d := m.Route.DirectResponse
+		return nil, &filterchain.LocalReply{Status: d.Status, Body: []byte(d.Body), Details: "direct_response", GRPCStatus: -1}
+	case route.ActionRedirect:
+		loc := m.Route.Redirect.Location(h)
+		return nil, &filterchain.LocalReply{Status: m.Route.Redirect.Code, Details: "redirect",
+			Headers: []header.Field{{Key: "location", Value: loc}}, GRPCStatus: -1}
+	}
+	a := m.Route.Action
+	cluster := m.Cluster
+	info.ClusterName = cluster
+	if cluster == "" || c.clusters == nil || !c.clusters.Has(cluster) {
+		info.ResponseFlags |= filterchain.FlagNoClusterFound
+		code := a.ClusterNotFoundCode
+		if code == 0 {
+			code = http.StatusServiceUnavailable
+		}
+		return nil, &filterchain.LocalReply{Status: code, Details: "cluster_not_found", GRPCStatus: -1}
+	}
+
+	m.FinalizeRequestHeaders(h, r.Formatter, false)
+	timeout := a.Timeout
+	if c.respectTimeoutHeaders {
+		if v, ok := h.Get("x-envoy-upstream-rq-timeout-ms"); ok {
+			if ms, err := strconv.ParseUint(v, 10, 32); err == nil {
+				timeout = time.Duration(ms) * time.Millisecond
+			}
+		}
+	}
+	policy := a.Retry
+	retryOn, numRetries, perTry := route.RetryOn(0), 0, time.Duration(0)
+	if policy != nil && policy.AllowsRequest(h) {
+		retryOn, numRetries, perTry = policy.On, int(policy.NumRetries), policy.PerTryTimeout
+	}
+	if v, ok := h.Get("x-envoy-retry-on"); ok {
+		extra, _ := route.ParseRetryOn(v)
+		retryOn |= extra
+		if policy == nil && numRetries == 0 {
+			numRetries = 1
+		}
+	}
+	if v, ok := h.Get("x-envoy-max-retries"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			numRetries = n
+		}
+	}
+	if !c.suppressEnvoy {
+		if timeout > 0 {
+			h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(timeout.Milliseconds(), 10))
+		}
+	}
+	for _, k := range []string{"x-envoy-retry-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms"} {
+		h.Del(k)
+	}
+	replayable := r.Reader == nil || r.Buffered
+	if !replayable {
+		numRetries = 0
+	}
+
+	lb := LBContext{Downstream: info.DownstreamRemote, AutoHostRewrite: a.AutoHostRewrite,
+		DownstreamHTTP2: info.Protocol == "HTTP/2.0" || info.Protocol == "HTTP/2"}
+	if a.Hash != nil {
+		lb.Hash, lb.HasHash = a.Hash.Hash(route.HashInput{Headers: h, RemoteAddr: info.DownstreamRemote.Addr()})
+	}
+
+	ctx := s.Context
+	var cancel context.CancelFunc = func() {}
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	start := time.Now()
+	info.UpstreamStart = start
+	for attempt := 0; ; attempt++ {
+		info.Attempts = attempt + 1
+		tryCtx, tryCancel := ctx, context.CancelFunc(func() {})
+		if perTry > 0 {
+			tryCtx, tryCancel = context.WithTimeout(ctx, perTry)
+		}
+		req, err := buildRequest(tryCtx, h, r)
+		if err != nil {
+			tryCancel()
+			cancel()
+			return nil, &filterchain.LocalReply{Status: http.StatusBadRequest, Details: "invalid_path", GRPCStatus: -1}
+		}
+		resp, host, err := c.clusters.RoundTrip(cluster, req, lb)
+		info.UpstreamHost = host
+		if err != nil {
+			tryCancel()
+			reason := resetReason(err)
+			timedOut := errors.Is(err, context.DeadlineExceeded)
+			if timedOut && ctx.Err() != nil {
+				cancel()
+				info.ResponseFlags |= filterchain.FlagUpstreamRequestTimeout
+				return nil, &filterchain.LocalReply{Status: http.StatusGatewayTimeout, Body: []byte("upstream request timeout"), Details: "upstream_response_timeout", GRPCStatus: 4}
+			}
+			if attempt < numRetries && (timedOut || route.RetryOnReset(retryOn, reason)) && s.Context.Err() == nil {
+				backoff(ctx, policy, attempt)
+				continue
+			}
+			cancel()
+			return nil, c.failureReply(info, err, timedOut, attempt > 0 && attempt >= numRetries && numRetries > 0)
+		}
+		if attempt < numRetries && retryOn != 0 && s.Context.Err() == nil {
+			rh := responseHeaderMap(resp)
+			if policy != nil && policy.RetryOnResponse(retryOn, resp.StatusCode, rh) ||
+				policy == nil && (&route.RetryPolicy{}).RetryOnResponse(retryOn, resp.StatusCode, rh) {
+				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+				tryCancel()
+				backoff(ctx, policy, attempt)
+				continue
+			}
+		}
+		if !c.suppressEnvoy {
+			resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+		}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { tryCancel(); cancel() }}
+		return resp, nil
+	}
+}
+
+func (c *Config) failureReply(info *filterchain.StreamInfo, err error, timedOut, retriesExhausted bool) *filterchain.LocalReply {
+	if retriesExhausted {
+		info.ResponseFlags |= filterchain.FlagUpstreamRetryLimitExceeded
+	}
+	if timedOut {
+		info.ResponseFlags |= filterchain.FlagUpstreamRequestTimeout
+		return &filterchain.LocalReply{Status: http.StatusGatewayTimeout, Body: []byte("upstream request timeout"), Details: "upstream_per_try_timeout", GRPCStatus: 4}
+	}
+	var ue *UpstreamError
+	kind := FailureConnect
+	if errors.As(err, &ue) {
+		kind = ue.Kind
+	}
+	switch kind {
+	case FailureNoHealthyUpstream:
+		info.ResponseFlags |= filterchain.FlagNoHealthyUpstream
+		return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("no healthy upstream"), Details: "no_healthy_upstream", GRPCStatus: 14}
+	case FailureOverflow:
+		info.ResponseFlags |= filterchain.FlagUpstreamOverflow
+		return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: overflow"), Details: "upstream_reset_before_response_started{overflow}", GRPCStatus: 14}
+	case FailureReset:
+		info.ResponseFlags |= filterchain.FlagUpstreamRemoteReset
+		return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: remote reset"), Details: "upstream_reset_before_response_started{remote_reset}", GRPCStatus: 14}
+	case FailureProtocol:
+		info.ResponseFlags |= filterchain.FlagUpstreamProtocolError
+		return &filterchain.LocalReply{Status: http.StatusBadGateway, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: protocol error"), Details: "upstream_reset_before_response_started{protocol_error}", GRPCStatus: 14}
+	}
+	info.ResponseFlags |= filterchain.FlagUpstreamConnectionFailure
+	return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: connection failure"), Details: "upstream_reset_before_response_started{connection_failure}", GRPCStatus: 14}
+}
+
+func resetReason(err error) route.ResetReason {
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		switch ue.Kind {
+		case FailureConnect:
+			return route.ResetConnectionFailure
+		case FailureOverflow:
+			return route.ResetOverflow
+		}
+	}
+	return route.ResetOther
+}
+
+// backoff sleeps the retry back-off: Envoy's default base 25 ms, max 10x
+// base, full jitter.
+func backoff(ctx context.Context, p *route.RetryPolicy, attempt int) {
+	base, max := 25*time.Millisecond, 250*time.Millisecond
+	if p != nil && p.BackOffBase > 0 {
+		base = p.BackOffBase
+		max = 10 * base
+		if p.BackOffMax > 0 {
+			max = p.BackOffMax
+		}
+	}
+	d := base << min(attempt, 16)
+	if d > max || d <= 0 {
+		d = max
+	}
+	d = time.Duration(rand.Int64N(int64(d) + 1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// buildRequest makes the upstream request from the (finalized) headers.
+func buildRequest(ctx context.Context, h *header.Map, r *Request) (*http.Request, error) {
+	method, _ := h.Get(":method")
+	path, _ := h.Get(":path")
+	authority, _ := h.Get(":authority")
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return nil, err
+	}
+	var body io.ReadCloser = http.NoBody
+	cl := r.ContentLength
+	switch {
+	case r.Buffered:
+		body = io.NopCloser(strings.NewReader(string(r.BufferedBody)))
+		cl = int64(len(r.BufferedBody))
+	case r.Reader != nil:
+		body = io.NopCloser(r.Reader)
+	default:
+		cl = 0
+	}
+	req := &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, h.Len()),
+		Body:          body,
+		ContentLength: cl,
+		Host:          authority,
+	}
+	if cl == 0 && r.Reader == nil && !r.Buffered {
+		req.Body = nil
+	}
+	for _, f := range h.Fields() {
+		if f.Key == "" || f.Key[0] == ':' || f.Key == "host" || f.Key == "content-length" || f.Key == "transfer-encoding" {
+			continue
+		}
+		req.Header[http.CanonicalHeaderKey(f.Key)] = append(req.Header[http.CanonicalHeaderKey(f.Key)], f.Value)
+	}
+	return req.WithContext(ctx), nil
+}
+
+// responseHeaderMap views a response's status and headers as a header map.
+func responseHeaderMap(resp *http.Response) *header.Map {
+	m := header.New(":status", strconv.Itoa(resp.StatusCode))
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			m.Add(k, v)
+		}
+	}
+	return m
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
