@@ -380,3 +380,29 @@ func TestMetricsInStatsStore(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsHostcallsContract(t *testing.T) {
+	e := newShEnv(t)
+	p := e.hostcalls("hc", "", 2)
+	runHostcalls(t, p, []hcCase{
+		// Streams alternate between the two instances; the value is shared.
+		{"/t/metrics/counter", nil, 200, "1"},
+		{"/t/metrics/counter", nil, 200, "2"},
+		{"/t/metrics/counter", []string{"x-delta", "5"}, 200, "7"},
+		{"/t/metrics/counter", []string{"x-delta", "-1"}, 500, "proxy_increment_metric status=2"},
+		{"/t/metrics/gauge", []string{"x-value", "10"}, 200, "10"},
+		{"/t/metrics/gauge_increment", []string{"x-delta", "-13"}, 200, "-3"},
+		{"/t/metrics/histogram", []string{"x-value", "42"}, 200, "ok"},
+		{"/t/metrics/errors", nil, 200, "ok"},
+	})
+	m := e.rt.Metrics()
+	if c, _ := m.Lookup("hostcalls_counter", MetricCounter); c.Counter != 7 {
+		t.Errorf("counter %d", c.Counter)
+	}
+	if g, _ := m.Lookup("hostcalls_gauge", MetricGauge); g.Gauge != -3 {
+		t.Errorf("gauge %d", g.Gauge)
+	}
+	if h, _ := m.Lookup("hostcalls_histogram", MetricHistogram); h.Histogram == nil || h.Histogram.Count != 1 || h.Histogram.Sum != 42 {
+		t.Errorf("histogram %+v", h.Histogram)
+	}
+}

@@ -442,3 +442,32 @@ func TestQueueCloseStopsDelivery(t *testing.T) {
 		t.Fatalf("notified %d times after close", got)
 	}
 }
+
+func TestQueueHostcallsContract(t *testing.T) {
+	e := newShEnv(t)
+	p := e.hostcalls("hc", "queue=jobs", 2)
+	other := e.hostcalls("hc-other", "", 1)
+	runHostcalls(t, p, []hcCase{
+		{"/t/queue/enqueue", []string{"x-queue", "jobs", "x-value", "v1"}, 200, "ok"},
+		{"/t/queue/register", []string{"x-queue", "side"}, 200, "ok"},
+		{"/t/queue/enqueue", []string{"x-queue", "side", "x-value", "s1"}, 200, "ok"},
+		{"/t/queue/dequeue", []string{"x-queue", "side"}, 200, "s1"},
+		{"/t/queue/dequeue", []string{"x-queue", "side"}, 500, "proxy_dequeue_shared_queue status=7"},
+		{"/t/queue/empty", nil, 200, "ok"},
+		{"/t/queue/unknown_id", nil, 200, "ok"},
+		{"/t/queue/resolve_missing", nil, 200, "ok"},
+		{"/t/queue/resolve_missing", []string{"x-vm-id", "hc-other"}, 200, "ok"},
+	})
+	runHostcalls(t, other, []hcCase{
+		{"/t/queue/enqueue", []string{"x-queue", "jobs", "x-vm-id", "hc", "x-value", "v2"}, 200, "ok"},
+		{"/t/queue/enqueue", []string{"x-queue", "jobs", "x-value", "v3"}, 500, "proxy_resolve_shared_queue status=1"},
+	})
+	for _, item := range []string{"v1", "v2"} {
+		waitFor(t, "queue_ready "+item, func() bool {
+			return e.logs.FilterMessage("hostcalls: queue_ready jobs: "+item).Len() == 1
+		})
+	}
+	if n := e.logs.FilterMessage("hostcalls: queue_ready: not a configured queue").Len(); n != 1 {
+		t.Errorf("%d notifications for the side queue, want 1", n)
+	}
+}

@@ -654,3 +654,63 @@ func FuzzSharedAreaHostCalls(f *testing.F) {
 		}
 	})
 }
+
+// hostcalls starts testdata/hostcalls/hostcalls.wasm, the C filter whose
+// README is the host-function contract shared by every area's tests.
+func (e *shEnv) hostcalls(vmID, config string, instances int) *Plugin {
+	e.t.Helper()
+	code, err := os.ReadFile("testdata/hostcalls/hostcalls.wasm")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx := context.Background()
+	vm, err := e.rt.VM(ctx, VMConfig{ID: vmID, Code: code, Instances: instances})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { vm.Close(ctx) })
+	return e.plugin(vm, "hostcalls", config)
+}
+
+// hcCase is one request-path case of hostcalls.wasm and the local response
+// it must answer.
+type hcCase struct {
+	path    string
+	headers []string
+	status  uint32
+	body    string
+}
+
+func runHostcalls(t *testing.T, p *Plugin, cases []hcCase) {
+	t.Helper()
+	for _, c := range cases {
+		s := p.NewHTTPStream(StreamOptions{})
+		s.OnRequestHeaders(NewHeaders(append([]string{":path", c.path, ":method", "GET"}, c.headers...)...), true)
+		lr := s.LocalResponse()
+		s.Close()
+		if lr == nil {
+			t.Errorf("%s %v: no local response (failure %v)", c.path, c.headers, s.Failure())
+			continue
+		}
+		if lr.StatusCode != c.status || string(lr.Body) != c.body {
+			t.Errorf("%s %v: %d %q, want %d %q", c.path, c.headers, lr.StatusCode, lr.Body, c.status, c.body)
+		}
+	}
+}
+
+func TestSharedDataHostcallsContract(t *testing.T) {
+	e := newShEnv(t)
+	p := e.hostcalls("hc", "", 2)
+	other := e.hostcalls("hc-other", "", 1)
+	runHostcalls(t, p, []hcCase{
+		{"/t/shared/get_missing", nil, 200, "ok"},
+		{"/t/shared/get", []string{"x-key", "k"}, 500, "proxy_get_shared_data status=1"},
+		{"/t/shared/set", []string{"x-key", "k", "x-value", "v"}, 200, "ok"},
+		{"/t/shared/get", []string{"x-key", "k"}, 200, "v"},
+		{"/t/shared/cas", []string{"x-key", "c"}, 200, "ok"},
+		{"/t/shared/get", []string{"x-key", "c"}, 200, "v2"},
+	})
+	runHostcalls(t, other, []hcCase{
+		{"/t/shared/get", []string{"x-key", "k"}, 500, "proxy_get_shared_data status=1"},
+	})
+}
