@@ -203,6 +203,32 @@ func (h *Harness) Failure(k wasm.FailureKind) uint64 { return h.rt.Failures().Ge
 // Metrics is the runtime's metric registry.
 func (h *Harness) Metrics() *wasm.MetricRegistry { return h.rt.Metrics() }
 
+// Metric returns a plugin-defined metric by name and type.
+func (h *Harness) Metric(name string, typ wasm.MetricType) (wasm.MetricSnapshot, bool) {
+	return h.rt.Metrics().Lookup(name, typ)
+}
+
+// SharedData returns a value from the shared data of the harness's vm_id.
+func (h *Harness) SharedData(key string) (value []byte, cas uint32, ok bool) {
+	return h.rt.SharedData().Get(h.vmID(), key)
+}
+
+// SetSharedData stores a value in the shared data of the harness's vm_id
+// (cas 0: unconditionally).
+func (h *Harness) SetSharedData(key string, value []byte, cas uint32) wasm.Status {
+	return h.rt.SharedData().Set(h.vmID(), key, value, cas)
+}
+
+func (h *Harness) vmID() string {
+	if h.vm != nil {
+		return h.vm.ID()
+	}
+	if h.opts.VM.ID != "" {
+		return h.opts.VM.ID
+	}
+	return "wasmtest"
+}
+
 // SetLogLevel changes the level below which lines are dropped (and what
 // proxy_get_log_level reports) while the test runs.
 func (h *Harness) SetLogLevel(l zapcore.Level) { h.level.SetLevel(l) }

@@ -318,3 +318,31 @@ func itoa(v uint32) string {
 		}
 	}
 }
+
+func TestMetricAndSharedData(t *testing.T) {
+	h := wasmtest.New(t, wasmtest.Options{Path: "../testdata/hostcalls/hostcalls.wasm", Quiet: true})
+	for i := 1; i <= 3; i++ {
+		r := h.Run(wasmtest.Exchange{RequestHeaders: []string{":method", "GET", ":path", "/t/metrics/counter", ":authority", "x", "x-delta", "2"}})
+		if r.Failure != nil || r.Status() != 200 {
+			t.Fatalf("metrics request: status %d failure %v", r.Status(), r.Failure)
+		}
+	}
+	m, ok := h.Metric("hostcalls_counter", wasm.MetricCounter)
+	if !ok || m.Counter != 6 {
+		t.Fatalf("counter %+v %v, want 6", m, ok)
+	}
+
+	s := wasmtest.New(t, wasmtest.Options{Path: "../testdata/shared/shared.wasm", VM: wasm.VMConfig{ID: "shared-vm"}, Quiet: true})
+	if st := s.SetSharedData("counter", []byte{41, 0, 0, 0}, 0); st != wasm.StatusOK {
+		t.Fatalf("set: %d", st)
+	}
+	if r := s.Run(wasmtest.Exchange{RequestHeaders: []string{":path", "/", "x-cas", "1"}}); r.Failure != nil {
+		t.Fatal(r.Failure)
+	}
+	if v, _, ok := s.SharedData("counter"); !ok || !bytes.Equal(v, []byte{42, 0, 0, 0}) {
+		t.Fatalf("counter %v %v, want 42", v, ok)
+	}
+	if _, _, ok := s.Runtime().SharedData().Get("wasmtest", "counter"); ok {
+		t.Fatal("shared data leaked across vm_ids")
+	}
+}
