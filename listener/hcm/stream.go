@@ -1,0 +1,839 @@
+package hcm
+
+import (
+	"context"
+	crand0 "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wasmesh/wasmesh/filterchain"
+	"github.com/wasmesh/wasmesh/filterchain/router"
+	"github.com/wasmesh/wasmesh/header"
+	"github.com/wasmesh/wasmesh/route"
+)
+
+// chunkSize is how much body a filter sees per callback when streaming.
+const chunkSize = 32 << 10
+
+// ConnInfoKey is the request context key under which the listener stores
+// the connection's facts (*ConnInfo).
+type ConnInfoKey struct{}
+
+// ConnInfo are the downstream connection's facts the listener knows.
+type ConnInfo struct {
+	ID          uint64
+	Local       netip.AddrPort
+	Remote      netip.AddrPort
+	OriginalDst netip.AddrPort
+	TLS         bool
+	SNI         string
+	PeerCert    bool
+}
+
+// stream is one request's state; it is the filters' Controller.
+type stream struct {
+	m      *Manager
+	w      http.ResponseWriter
+	r      *http.Request
+	ctx    context.Context
+	cancel context.CancelFunc
+	fs     *filterchain.Stream
+
+	// mu serialises filter callbacks of the stream (request body and
+	// response directions may run on different goroutines).
+	mu sync.Mutex
+
+	sig        chan struct{}
+	ctlMu      sync.Mutex
+	continued  [2]int
+	local      *filterchain.LocalReply
+	reset      bool
+	clearRoute bool
+
+	headersSent bool
+	inResponse  bool
+}
+
+func (s *stream) Continue(d filterchain.Direction) {
+	s.ctlMu.Lock()
+	s.continued[d]++
+	s.ctlMu.Unlock()
+	s.notify()
+}
+
+func (s *stream) SendLocalReply(r filterchain.LocalReply) {
+	s.ctlMu.Lock()
+	if s.local == nil {
+		s.local = &r
+	}
+	s.ctlMu.Unlock()
+	s.notify()
+}
+
+func (s *stream) Reset() {
+	s.ctlMu.Lock()
+	s.reset = true
+	s.ctlMu.Unlock()
+	s.cancel()
+	s.notify()
+}
+
+func (s *stream) ClearRouteCache() {
+	s.ctlMu.Lock()
+	s.clearRoute = true
+	s.ctlMu.Unlock()
+}
+
+func (s *stream) notify() {
+	select {
+	case s.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (s *stream) pendingLocal() *filterchain.LocalReply {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	return s.local
+}
+
+// arm forgets earlier continues of direction d before a callback.
+func (s *stream) arm(d filterchain.Direction) {
+	s.ctlMu.Lock()
+	s.continued[d] = 0
+	s.ctlMu.Unlock()
+}
+
+// wait blocks until direction d is continued, a local reply is sent, the
+// stream is reset, or the stream idle timeout passes. It reports whether
+// processing should go on.
+func (s *stream) wait(d filterchain.Direction) bool {
+	var timeout <-chan time.Time
+	if s.m.StreamIdleTimeout > 0 {
+		t := time.NewTimer(s.m.StreamIdleTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		s.ctlMu.Lock()
+		done, local, reset := s.continued[d] > 0, s.local != nil, s.reset
+		if done {
+			s.continued[d]--
+		}
+		s.ctlMu.Unlock()
+		switch {
+		case reset:
+			return false
+		case local:
+			return false
+		case done:
+			return true
+		}
+		select {
+		case <-s.sig:
+		case <-s.ctx.Done():
+			return false
+		case <-timeout:
+			s.fs.Info.ResponseFlags |= filterchain.FlagStreamIdleTimeout
+			s.SendLocalReply(filterchain.LocalReply{Status: http.StatusRequestTimeout, Body: []byte("stream timeout"), Details: "stream_idle_timeout", GRPCStatus: 4})
+			return false
+		}
+	}
+}
+
+// ServeHTTP runs one request through the connection manager.
+func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := m.now()
+	m.stats.rqTotal.Inc()
+	if r.ProtoMajor == 2 {
+		m.stats.rqHTTP2.Inc()
+	} else {
+		m.stats.rqHTTP1.Inc()
+	}
+	m.stats.rqActive.Inc()
+	defer m.stats.rqActive.Dec()
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	info := &filterchain.StreamInfo{StartTime: start, Protocol: r.Proto}
+	if ci, ok := r.Context().Value(ConnInfoKey{}).(*ConnInfo); ok {
+		info.ConnectionID = ci.ID
+		info.DownstreamLocal = ci.Local
+		info.DownstreamRemote = ci.Remote
+		info.DownstreamTLS = ci.TLS
+		info.RequestedServerName = ci.SNI
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		info.DownstreamRemote = ap
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			info.DownstreamLocal, _ = netip.ParseAddrPort(la.String())
+		}
+		info.DownstreamTLS = r.TLS != nil
+		if r.TLS != nil {
+			info.RequestedServerName = r.TLS.ServerName
+		}
+	}
+	s := &stream{m: m, w: w, r: r, ctx: ctx, cancel: cancel, sig: make(chan struct{}, 1)}
+	fs := filterchain.NewStream(ctx, s, info)
+	s.fs = fs
+	fs.RequestHeaders = requestHeaders(r)
+	m.prepareRequestHeaders(fs, r)
+
+	rnd := rand.Uint64()
+	match := m.routes.Match(fs.RequestHeaders, route.RequestInfo{Random: rnd, RemoteAddr: info.DownstreamRemote.Addr(), PeerCertPresented: r.TLS != nil && len(r.TLS.PeerCertificates) > 0})
+	plan := m.planFor(match.Route)
+	if match.Route != nil {
+		info.RouteName = match.Route.Name
+	}
+	n := plan.Len() - 1
+	filters := make([]filterchain.Filter, n)
+	for i := 0; i < n; i++ {
+		filters[i] = plan.Configs[i].NewFilter(fs)
+	}
+	defer func() {
+		for _, f := range filters {
+			f.OnDestroy(fs)
+		}
+	}()
+	term, _ := plan.Terminal().(*router.Config)
+
+	var bytesIn countingReader
+	s.process(filters, plan, term, &match, rnd, &bytesIn)
+
+	end := m.now()
+	info.Duration = end.Sub(start)
+	info.BytesReceived = bytesIn.n
+	m.stats.rqCompleted.Inc()
+	if info.ResponseCode > 0 {
+		m.stats.codes.Inc(info.ResponseCode)
+	}
+	m.stats.rqTime.Record(uint64(info.Duration.Milliseconds()))
+	s.mu.Lock()
+	for _, f := range filters {
+		f.OnLog(fs)
+	}
+	s.mu.Unlock()
+	entry := &logEntry{info: info, req: fs.RequestHeaders, resp: fs.ResponseHeaders, trailers: fs.ResponseTrailers, end: end}
+	if entry.resp == nil {
+		entry.resp = &header.Map{}
+	}
+	if entry.trailers == nil {
+		entry.trailers = &header.Map{}
+	}
+	for _, al := range m.accessLogs {
+		al.out.write(func(w io.Writer) { al.format.Write(w, entry) })
+	}
+}
+
+// process runs the request and response phases.
+func (s *stream) process(filters []filterchain.Filter, plan *filterchain.Plan, term *router.Config, match *route.Match, rnd uint64, bytesIn *countingReader) {
+	fs, r := s.fs, s.r
+	endStream := r.Body == nil || r.Body == http.NoBody
+	// Request headers, in order.
+	for _, f := range filters {
+		s.arm(filterchain.Request)
+		s.mu.Lock()
+		st := f.OnRequestHeaders(fs, endStream)
+		s.mu.Unlock()
+		if s.pendingLocal() != nil {
+			s.finishLocal(filters, match)
+			return
+		}
+		if st == filterchain.StopIteration && !s.wait(filterchain.Request) {
+			s.finishStopped(filters, match)
+			return
+		}
+	}
+	if s.takeClearRoute() {
+		*match = s.m.routes.Match(fs.RequestHeaders, route.RequestInfo{Random: rnd, RemoteAddr: fs.Info.DownstreamRemote.Addr()})
+	}
+
+	// Request body.
+	req := &router.Request{Stream: fs, Match: match, ContentLength: -1, Random: rnd, Formatter: s.formatter()}
+	if !endStream {
+		bytesIn.r = r.Body
+		if plan.WantsBody(filterchain.Request) {
+			body, ok := s.decodeBody(filters, bytesIn)
+			if !ok {
+				if s.pendingLocal() != nil {
+					s.finishLocal(filters, match)
+				} else {
+					s.finishStopped(filters, match)
+				}
+				return
+			}
+			req.BufferedBody, req.Buffered = body, true
+			fs.RequestHeaders.Del("content-length")
+		} else {
+			req.Reader = bytesIn
+			req.ContentLength = r.ContentLength
+		}
+	}
+	if term == nil {
+		s.SendLocalReply(filterchain.LocalReply{Status: http.StatusInternalServerError, Details: "no_router", GRPCStatus: -1})
+		s.finishLocal(filters, match)
+		return
+	}
+	if s.isUpgrade() {
+		s.proxyUpgrade(term, req, filters, match)
+		return
+	}
+	resp, lr := term.Forward(req)
+	if lr != nil {
+		s.SendLocalReply(*lr)
+		s.finishLocal(filters, match)
+		return
+	}
+	defer resp.Body.Close()
+	s.respond(filters, plan, match, resp)
+}
+
+func (s *stream) takeClearRoute() bool {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	c := s.clearRoute
+	s.clearRoute = false
+	return c
+}
+
+// decodeBody reads the whole request body through the filters that want
+// body callbacks, buffering for each filter while it asks to stop, as Envoy
+// does for StopIterationAndBuffer. It returns the body to forward.
+func (s *stream) decodeBody(filters []filterchain.Filter, body io.Reader) ([]byte, bool) {
+	fs := s.fs
+	pending := make([][]byte, len(filters))
+	var out []byte
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := body.Read(buf)
+		eos := err != nil
+		if err != nil && !errors.Is(err, io.EOF) {
+			s.Reset()
+			return nil, false
+		}
+		if n == 0 && !eos {
+			continue
+		}
+		data := append([]byte(nil), buf[:n]...)
+		for i, f := range filters {
+			if bf, ok := f.(filterchain.BodyFilter); ok && !bf.WantsBody(filterchain.Request) {
+				continue
+			}
+			pending[i] = append(pending[i], data...)
+			s.arm(filterchain.Request)
+			s.mu.Lock()
+			res, st := f.OnRequestBody(fs, pending[i], eos)
+			s.mu.Unlock()
+			if s.pendingLocal() != nil {
+				return nil, false
+			}
+			if st == filterchain.StopIteration {
+				pending[i] = res
+				if !eos {
+					data = nil
+					break
+				}
+				if !s.wait(filterchain.Request) {
+					return nil, false
+				}
+				res = pending[i]
+			}
+			pending[i] = nil
+			data = res
+		}
+		out = append(out, data...)
+		if eos {
+			break
+		}
+	}
+	if len(r(s).Trailer) > 0 {
+		fs.RequestTrailers = header.New()
+		for k, vs := range s.r.Trailer {
+			for _, v := range vs {
+				fs.RequestTrailers.Add(k, v)
+			}
+		}
+		for _, f := range filters {
+			s.arm(filterchain.Request)
+			s.mu.Lock()
+			st := f.OnRequestTrailers(fs)
+			s.mu.Unlock()
+			if s.pendingLocal() != nil {
+				return nil, false
+			}
+			if st == filterchain.StopIteration && !s.wait(filterchain.Request) {
+				return nil, false
+			}
+		}
+	}
+	return out, true
+}
+
+func r(s *stream) *http.Request { return s.r }
+
+// respond runs the response through the filters (reverse order) and writes it.
+func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, match *route.Match, resp *http.Response) {
+	fs := s.fs
+	s.inResponse = true
+	h := header.New(":status", strconv.Itoa(resp.StatusCode))
+	for k, vs := range resp.Header {
+		if hopByHop(k) {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	fs.ResponseHeaders = h
+	if match.Route != nil {
+		match.FinalizeResponseHeaders(h, s.formatter())
+	}
+	endStream := resp.Body == http.NoBody || resp.ContentLength == 0 && len(resp.Trailer) == 0
+	for i := len(filters) - 1; i >= 0; i-- {
+		s.arm(filterchain.Response)
+		s.mu.Lock()
+		st := filters[i].OnResponseHeaders(fs, endStream)
+		s.mu.Unlock()
+		if s.pendingLocal() != nil {
+			s.writeLocal(*s.pendingLocal())
+			return
+		}
+		if st == filterchain.StopIteration && !s.wait(filterchain.Response) {
+			s.abortResponse()
+			return
+		}
+	}
+	wantsBody := plan.WantsBody(filterchain.Response) && !endStream
+	if wantsBody {
+		h.Del("content-length")
+	}
+	s.writeHeaders(h, resp.Trailer)
+	if endStream {
+		s.writeTrailers(resp, filters)
+		return
+	}
+	if wantsBody {
+		s.encodeBody(filters, resp)
+	} else {
+		n, _ := copyFlushing(s.w, resp.Body)
+		fs.Info.BytesSent += uint64(n)
+	}
+	s.writeTrailers(resp, filters)
+}
+
+func (s *stream) encodeBody(filters []filterchain.Filter, resp *http.Response) {
+	fs := s.fs
+	pending := make([][]byte, len(filters))
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := resp.Body.Read(buf)
+		eos := err != nil
+		if err != nil && !errors.Is(err, io.EOF) {
+			fs.Info.ResponseFlags |= filterchain.FlagUpstreamRemoteReset
+			s.abortResponse()
+			return
+		}
+		data := append([]byte(nil), buf[:n]...)
+		for i := len(filters) - 1; i >= 0 && data != nil; i-- {
+			f := filters[i]
+			if bf, ok := f.(filterchain.BodyFilter); ok && !bf.WantsBody(filterchain.Response) {
+				continue
+			}
+			pending[i] = append(pending[i], data...)
+			s.arm(filterchain.Response)
+			s.mu.Lock()
+			res, st := f.OnResponseBody(fs, pending[i], eos)
+			s.mu.Unlock()
+			if st == filterchain.StopIteration {
+				pending[i] = res
+				if !eos {
+					data = nil
+					break
+				}
+				if !s.wait(filterchain.Response) {
+					s.abortResponse()
+					return
+				}
+				res = pending[i]
+			}
+			pending[i] = nil
+			data = res
+		}
+		if len(data) > 0 {
+			w, _ := s.w.Write(data)
+			fs.Info.BytesSent += uint64(w)
+			if fl, ok := s.w.(http.Flusher); ok {
+				fl.Flush()
+			}
+		}
+		if eos {
+			return
+		}
+	}
+}
+
+func (s *stream) writeTrailers(resp *http.Response, filters []filterchain.Filter) {
+	if len(resp.Trailer) == 0 {
+		return
+	}
+	fs := s.fs
+	t := header.New()
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			t.Add(k, v)
+		}
+	}
+	fs.ResponseTrailers = t
+	for i := len(filters) - 1; i >= 0; i-- {
+		s.mu.Lock()
+		filters[i].OnResponseTrailers(fs)
+		s.mu.Unlock()
+	}
+	for _, f := range t.Fields() {
+		s.w.Header().Add(http.TrailerPrefix+f.Key, f.Value)
+	}
+}
+
+// writeHeaders writes the response status and headers downstream.
+func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
+	if s.headersSent {
+		return
+	}
+	s.headersSent = true
+	m := s.m
+	wh := s.w.Header()
+	status := 200
+	for _, f := range h.Fields() {
+		if f.Key == ":status" {
+			status, _ = strconv.Atoi(f.Value)
+			continue
+		}
+		if f.Key == "" || f.Key[0] == ':' {
+			continue
+		}
+		wh[http.CanonicalHeaderKey(f.Key)] = append(wh[http.CanonicalHeaderKey(f.Key)], f.Value)
+	}
+	if !m.serverPassThrough || wh.Get("Server") == "" {
+		wh.Set("Server", m.serverName)
+	}
+	if m.alwaysSetRID {
+		if rid, ok := s.fs.RequestHeaders.Get("x-request-id"); ok {
+			wh.Set("X-Request-Id", rid)
+		}
+	}
+	if m.via != "" {
+		wh.Add("Via", m.via)
+	}
+	for k := range trailer {
+		wh.Add("Trailer", k)
+	}
+	if status < 100 || status > 999 {
+		status = 502
+	}
+	s.fs.Info.ResponseCode = status
+	s.w.WriteHeader(status)
+}
+
+// finishLocal answers with the pending local reply, running it through the
+// response filters like Envoy does for replies sent during the request.
+func (s *stream) finishLocal(filters []filterchain.Filter, match *route.Match) {
+	lr := *s.pendingLocal()
+	fs := s.fs
+	fs.Info.ResponseCodeDetails = lr.Details
+	h := localReplyHeaders(fs, lr)
+	fs.ResponseHeaders = h
+	if match.Route != nil && (match.Route.Kind == route.ActionDirectResponse || match.Route.Kind == route.ActionRedirect) {
+		match.FinalizeResponseHeaders(h, s.formatter())
+	}
+	body := lr.Body
+	if !isGRPC(fs.RequestHeaders) && len(body) > 0 {
+		h.Set("content-length", strconv.Itoa(len(body)))
+		if _, ok := h.Get("content-type"); !ok {
+			h.Set("content-type", "text/plain")
+		}
+	}
+	s.inResponse = true
+	end := len(body) == 0
+	for i := len(filters) - 1; i >= 0; i-- {
+		s.mu.Lock()
+		st := filters[i].OnResponseHeaders(fs, end)
+		s.mu.Unlock()
+		if st == filterchain.StopIteration {
+			// A filter cannot hold a local reply; Envoy continues it too.
+			continue
+		}
+	}
+	s.writeHeaders(h, nil)
+	if len(body) > 0 && !isGRPC(fs.RequestHeaders) && s.r.Method != http.MethodHead {
+		n, _ := s.w.Write(body)
+		fs.Info.BytesSent += uint64(n)
+	}
+}
+
+// localReplyHeaders builds the response headers of a local reply; gRPC
+// requests get a trailers-only gRPC response, as Envoy sends.
+func localReplyHeaders(fs *filterchain.Stream, lr filterchain.LocalReply) *header.Map {
+	h := header.New(":status", strconv.Itoa(lr.Status))
+	for _, f := range lr.Headers {
+		h.Add(f.Key, f.Value)
+	}
+	if isGRPC(fs.RequestHeaders) {
+		h.Set(":status", "200")
+		h.Set("content-type", "application/grpc")
+		g := lr.GRPCStatus
+		if g < 0 {
+			g = httpToGRPC(lr.Status)
+		}
+		h.Set("grpc-status", strconv.Itoa(g))
+		msg := string(lr.Body)
+		if msg == "" {
+			msg = http.StatusText(lr.Status)
+		}
+		h.Set("grpc-message", msg)
+	}
+	return h
+}
+
+// httpToGRPC maps an HTTP status to a gRPC status as Envoy does.
+func httpToGRPC(code int) int {
+	switch code {
+	case 400:
+		return 13
+	case 401:
+		return 16
+	case 403:
+		return 7
+	case 404:
+		return 12
+	case 429, 502, 503, 504:
+		return 14
+	}
+	return 2
+}
+
+func isGRPC(h *header.Map) bool {
+	ct, _ := h.Get("content-type")
+	return strings.HasPrefix(ct, "application/grpc")
+}
+
+// finishStopped ends a stream that a filter stopped and never continued
+// (reset, or idle timeout turned into a local reply).
+func (s *stream) finishStopped(filters []filterchain.Filter, match *route.Match) {
+	if s.pendingLocal() != nil {
+		s.finishLocal(filters, match)
+		return
+	}
+	s.fs.Info.ResponseFlags |= filterchain.FlagLocalReset
+	s.abortResponse()
+}
+
+func (s *stream) writeLocal(lr filterchain.LocalReply) {
+	if s.headersSent {
+		s.abortResponse()
+		return
+	}
+	h := localReplyHeaders(s.fs, lr)
+	if len(lr.Body) > 0 && !isGRPC(s.fs.RequestHeaders) {
+		h.Set("content-length", strconv.Itoa(len(lr.Body)))
+		h.Set("content-type", "text/plain")
+	}
+	s.fs.ResponseHeaders = h
+	s.fs.Info.ResponseCodeDetails = lr.Details
+	s.writeHeaders(h, nil)
+	if len(lr.Body) > 0 && !isGRPC(s.fs.RequestHeaders) {
+		n, _ := s.w.Write(lr.Body)
+		s.fs.Info.BytesSent += uint64(n)
+	}
+}
+
+// abortResponse resets the downstream stream: an HTTP/2 RST_STREAM, or
+// closing an HTTP/1 connection.
+func (s *stream) abortResponse() {
+	if !s.headersSent {
+		s.fs.Info.ResponseCode = 0
+	}
+	panic(http.ErrAbortHandler)
+}
+
+func (s *stream) formatter() route.Formatter {
+	return route.FormatterFunc(func(cmd *route.FormatCommand) string {
+		p, err := parseCommand(cmd.String()[1 : len(cmd.String())-1])
+		if err != nil {
+			return ""
+		}
+		v := evalCommand(p, &logEntry{info: s.fs.Info, req: s.fs.RequestHeaders, resp: orEmpty(s.fs.ResponseHeaders), trailers: &header.Map{}, end: s.m.now()})
+		if v == "-" {
+			return ""
+		}
+		return v
+	})
+}
+
+func orEmpty(h *header.Map) *header.Map {
+	if h == nil {
+		return &header.Map{}
+	}
+	return h
+}
+
+// requestHeaders builds the header map of a request, pseudo-headers first.
+func requestHeaders(r *http.Request) *header.Map {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	h := header.New(":method", r.Method, ":path", r.URL.RequestURI(), ":authority", r.Host, ":scheme", scheme)
+	upgrade := upgradeType(r) != ""
+	for k, vs := range r.Header {
+		if hopByHop(k) && !(upgrade && (strings.EqualFold(k, "upgrade") || strings.EqualFold(k, "connection"))) {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	if r.ContentLength > 0 {
+		h.Set("content-length", strconv.FormatInt(r.ContentLength, 10))
+	}
+	return h
+}
+
+func hopByHop(k string) bool {
+	switch strings.ToLower(k) {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "trailer":
+		return true
+	}
+	return false
+}
+
+// prepareRequestHeaders applies Envoy's connection manager rules for
+// x-forwarded-for, x-forwarded-proto, x-request-id and x-envoy-internal.
+func (m *Manager) prepareRequestHeaders(fs *filterchain.Stream, r *http.Request) {
+	h := fs.RequestHeaders
+	info := fs.Info
+	remote := info.DownstreamRemote.Addr().Unmap().String()
+	if m.useRemoteAddress {
+		if !m.skipXFFAppend && info.DownstreamRemote.IsValid() {
+			if xff, ok := h.Get("x-forwarded-for"); ok && xff != "" {
+				h.Set("x-forwarded-for", xff+","+remote)
+			} else {
+				h.Set("x-forwarded-for", remote)
+			}
+		}
+		proto := "http"
+		if info.DownstreamTLS {
+			proto = "https"
+		}
+		h.Set("x-forwarded-proto", proto)
+		if info.DownstreamRemote.Addr().IsPrivate() || info.DownstreamRemote.Addr().IsLoopback() {
+			if _, ok := h.Get("x-forwarded-for"); ok {
+				h.Set("x-envoy-internal", "true")
+			}
+		} else {
+			// External request: strip the x-envoy-* headers a client must not set.
+			for _, k := range []string{"x-envoy-internal", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+				"x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-expected-rq-timeout-ms",
+				"x-envoy-original-path", "x-envoy-force-trace", "x-envoy-downstream-service-cluster"} {
+				h.Del(k)
+			}
+		}
+	} else if _, ok := h.Get("x-forwarded-proto"); !ok {
+		proto := "http"
+		if info.DownstreamTLS {
+			proto = "https"
+		}
+		h.Set("x-forwarded-proto", proto)
+	}
+	if m.generateRequestID {
+		if rid, ok := h.Get("x-request-id"); !ok || rid == "" || (!m.preserveRequestID && m.useRemoteAddress && !isInternal(info)) {
+			h.Set("x-request-id", newUUID())
+		}
+	}
+	if rid, ok := h.Get("x-request-id"); ok {
+		info.RequestID = rid
+	}
+	if m.via != "" {
+		if v, ok := h.Get("via"); ok {
+			h.Set("via", v+", "+m.via)
+		} else {
+			h.Set("via", m.via)
+		}
+	}
+	_ = r
+}
+
+func isInternal(info *filterchain.StreamInfo) bool {
+	a := info.DownstreamRemote.Addr()
+	return a.IsPrivate() || a.IsLoopback()
+}
+
+// newUUID is a random (version 4) UUID, as Envoy's request ids.
+func newUUID() string {
+	var b [16]byte
+	_, _ = crand(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
+}
+
+func crand(b []byte) (int, error) { return crand0.Read(b) }
+
+// copyFlushing copies a response body downstream, flushing after each read
+// so streaming responses (gRPC, server-sent events) are not held back.
+func copyFlushing(w http.ResponseWriter, r io.Reader) (int64, error) {
+	fl, _ := w.(http.Flusher)
+	buf := make([]byte, chunkSize)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			wn, werr := w.Write(buf[:n])
+			total += int64(wn)
+			if werr != nil {
+				return total, werr
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return total, nil
+			}
+			return total, err
+		}
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += uint64(n)
+	return n, err
+}
+
+var _ = zap.String
