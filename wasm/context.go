@@ -15,6 +15,9 @@ type contextState struct {
 	root   *contextState // nil for a root context
 	http   *HTTPStream
 	tcp    *TCPStream
+	// props holds the context's user properties, filter state and (root
+	// contexts) declared properties; see properties.go.
+	props *propState
 
 	tickPeriod time.Duration
 	tickTimer  *time.Timer
@@ -98,10 +101,12 @@ func (i *instance) finishContextLocked(c *contextState) {
 	i.completeContextLocked(c)
 }
 
-// completeContextLocked calls proxy_on_log and proxy_on_delete.
+// completeContextLocked calls proxy_on_log (stream contexts only, like
+// Envoy: the AssemblyScript SDK aborts on a root context's proxy_on_log)
+// and proxy_on_delete.
 func (i *instance) completeContextLocked(c *contextState) {
 	c.pendingDone = false
-	if c.http == nil || !c.http.logged {
+	if c.root != nil && (c.http == nil || !c.http.logged) {
 		if err := i.enterLocked(c, i.fns.onLog, uint64(c.id)); err != nil {
 			i.removeContextLocked(c)
 			return
