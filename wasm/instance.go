@@ -61,6 +61,8 @@ type instance struct {
 	active    *contextState
 	// Transient data visible to host functions during one callback.
 	callout *calloutView
+	// callouts are the HTTP and gRPC callouts in flight (callouts_http.go).
+	callouts calloutTable
 	// deferred runs after the current outermost callback returns.
 	deferred []func()
 
@@ -145,6 +147,8 @@ func (vm *VM) newInstance(ctx context.Context, slot int) (*instance, error) {
 		i.dieLocked(err)
 		return nil, err
 	}
+	// Work deferred by host functions during the start functions.
+	i.runDeferredLocked()
 	i.deadline.Store(int64(vm.cfg.CallTimeout))
 	return i, nil
 }
@@ -289,6 +293,7 @@ func (i *instance) dieLocked(err error) error {
 	for _, c := range i.contexts {
 		c.stopTick()
 	}
+	i.cancelCalloutsLocked(nil)
 	if i.mod != nil {
 		mod := i.mod
 		go mod.Close(context.Background())
@@ -304,6 +309,7 @@ func (i *instance) close(ctx context.Context) {
 	for _, c := range i.contexts {
 		c.stopTick()
 	}
+	i.cancelCalloutsLocked(nil)
 	if i.dead.Swap(true) {
 		return
 	}

@@ -142,7 +142,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Unlock()
 
 	for _, vm := range vms {
-		vm.Close(ctx)
+		vm.shutdown(ctx)
 	}
 	r.watch.stop()
 	var errs []error

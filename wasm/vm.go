@@ -142,6 +142,7 @@ func (r *Runtime) VM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	r.vms[key] = vm
 	r.mu.Unlock()
+	r.retainVMID(cfg.ID)
 	return vm, nil
 }
 
@@ -298,7 +299,18 @@ func (vm *VM) liveInstances() []*instance {
 func (vm *VM) Close(ctx context.Context) {
 	vm.mu.Lock()
 	vm.refs--
-	if vm.refs > 0 || vm.closed {
+	last := vm.refs <= 0
+	vm.mu.Unlock()
+	if last {
+		vm.shutdown(ctx)
+	}
+}
+
+// shutdown stops the VM whatever its references (the last Close, or the
+// runtime closing).
+func (vm *VM) shutdown(ctx context.Context) {
+	vm.mu.Lock()
+	if vm.closed {
 		vm.mu.Unlock()
 		return
 	}
@@ -318,10 +330,14 @@ func (vm *VM) Close(ctx context.Context) {
 		}
 	}
 	vm.rt.mu.Lock()
-	if vm.rt.vms[vm.key] == vm {
+	registered := vm.rt.vms[vm.key] == vm
+	if registered {
 		delete(vm.rt.vms, vm.key)
 	}
 	vm.rt.mu.Unlock()
+	if registered {
+		vm.rt.releaseVMID(vm.cfg.ID)
+	}
 }
 
 // sortedKinds is used by tests and logs for stable output.
