@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -252,6 +253,7 @@ func (c *compiler) virtualHost(path string, t *Table, v *routev3.VirtualHost) *V
 	for i, r := range v.GetRoutes() {
 		vh.routes = append(vh.routes, c.route(idx(path, "routes", i), vh, r, i))
 	}
+	vh.index = buildIndex(vh.routes)
 	return vh
 }
 
@@ -313,6 +315,12 @@ func (c *compiler) routeMatch(path string, rt *Route, m *routev3.RouteMatch, t *
 	case *routev3.RouteMatch_SafeRegex:
 		rt.pathKind = pathRegex
 		rt.re = c.compileRegex(at(path, "safe_regex"), p.SafeRegex)
+		if raw, err := regexp.Compile(p.SafeRegex.GetRegex()); err == nil {
+			// A full match of the path is a match of the pattern that
+			// starts at 0, so the path starts with the pattern's literal
+			// prefix.
+			rt.literalPrefix, _ = raw.LiteralPrefix()
+		}
 	case *routev3.RouteMatch_PathSeparatedPrefix:
 		rt.pathKind, rt.pathValue = pathSeparated, p.PathSeparatedPrefix
 		if indexByte(p.PathSeparatedPrefix, '?') >= 0 || indexByte(p.PathSeparatedPrefix, '#') >= 0 ||

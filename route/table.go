@@ -2,6 +2,7 @@ package route
 
 import (
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -60,6 +61,7 @@ type VirtualHost struct {
 	filters         filterConfigs
 	virtualClusters []virtualCluster
 	bufferLimit     bufferLimit
+	index           *routeIndex
 }
 
 type virtualCluster struct {
@@ -109,7 +111,8 @@ type Route struct {
 	pathKind      pathKind
 	pathValue     string
 	caseSensitive bool
-	re            interface{ MatchString(string) bool }
+	re            *regexp.Regexp
+	literalPrefix string // of re: every path re matches starts with it
 	runtime       *fraction
 	grpc          bool
 	headers       []HeaderMatcher
@@ -185,20 +188,47 @@ func (t *Table) Match(h *header.Map, info RequestInfo) Match {
 			path = path[:i]
 		}
 	}
-	for _, r := range vh.routes {
-		if !hasPath && r.pathKind != pathConnect {
-			continue
-		}
-		if !r.matches(h, path, &info) {
-			continue
-		}
+	just, _ := splitQuery(path)
+	if r := vh.route(h, path, just, hasPath, &info); r != nil {
 		m.Route = r
 		if r.Kind == ActionRoute {
 			m.Cluster, m.Weighted = r.Action.cluster(h, &info)
 		}
-		return m
 	}
 	return m
+}
+
+// route returns the first route of the virtual host that matches.
+func (vh *VirtualHost) route(h *header.Map, path, just string, hasPath bool, info *RequestInfo) *Route {
+	if vh.index != nil && hasPath {
+		var lists [maxIndexLists][]int32
+		if n, ok := vh.index.candidates(just, &lists); ok {
+			for {
+				best, from := int32(-1), -1
+				for j := 0; j < n; j++ {
+					if l := lists[j]; len(l) > 0 && (best < 0 || l[0] < best) {
+						best, from = l[0], j
+					}
+				}
+				if best < 0 {
+					return nil
+				}
+				lists[from] = lists[from][1:]
+				if r := vh.routes[best]; r.matches(h, path, just, info) {
+					return r
+				}
+			}
+		}
+	}
+	for _, r := range vh.routes {
+		if !hasPath && r.pathKind != pathConnect {
+			continue
+		}
+		if r.matches(h, path, just, info) {
+			return r
+		}
+	}
+	return nil
 }
 
 func (t *Table) findVirtualHost(h *header.Map) *VirtualHost {
@@ -250,10 +280,12 @@ func portStart(host string) int {
 	return i
 }
 
-func (r *Route) matches(h *header.Map, path string, info *RequestInfo) bool {
+// matches reports whether the request matches the route; path is the
+// :path (path parameters removed when configured), p the same without its
+// query and fragment.
+func (r *Route) matches(h *header.Map, path, p string, info *RequestInfo) bool {
 	switch r.pathKind {
 	case pathPrefix:
-		p, _ := splitQuery(path)
 		if r.caseSensitive {
 			if !strings.HasPrefix(p, r.pathValue) {
 				return false
@@ -262,7 +294,6 @@ func (r *Route) matches(h *header.Map, path string, info *RequestInfo) bool {
 			return false
 		}
 	case pathExact:
-		p, _ := splitQuery(path)
 		if r.caseSensitive {
 			if p != r.pathValue {
 				return false
@@ -271,7 +302,6 @@ func (r *Route) matches(h *header.Map, path string, info *RequestInfo) bool {
 			return false
 		}
 	case pathSeparated:
-		p, _ := splitQuery(path)
 		n := len(r.pathValue)
 		if len(p) < n || len(p) > n && p[n] != '/' {
 			return false
@@ -284,7 +314,6 @@ func (r *Route) matches(h *header.Map, path string, info *RequestInfo) bool {
 			return false
 		}
 	case pathRegex:
-		p, _ := splitQuery(path)
 		if r.re == nil || !r.re.MatchString(p) {
 			return false
 		}

@@ -1,0 +1,121 @@
+package route
+
+import "strings"
+
+// routeIndex narrows the routes a path can match without changing Envoy's
+// first-match order. Every route has a literal key that any path it
+// matches must start with: its prefix or path when matched case-sensitively,
+// the literal prefix of its regex, else "". The keys live in a radix tree;
+// walking the request path down the tree collects exactly the routes whose
+// key prefixes the path, in per-node lists sorted by route position, and
+// those are then tried in position order.
+type routeIndex struct {
+	root *indexNode
+}
+
+type indexNode struct {
+	label    string  // edge from the parent
+	routes   []int32 // positions of the routes whose key ends here, ascending
+	children []*indexNode
+}
+
+// minIndexedRoutes is the virtual host size from which an index pays off.
+const minIndexedRoutes = 16
+
+// maxIndexLists bounds the nodes a lookup collects without allocating; a
+// deeper path falls back to the linear scan.
+const maxIndexLists = 24
+
+func routeKey(r *Route) string {
+	switch r.pathKind {
+	case pathPrefix, pathExact, pathSeparated:
+		if r.caseSensitive {
+			return r.pathValue
+		}
+	case pathRegex:
+		return r.literalPrefix
+	}
+	return ""
+}
+
+func buildIndex(routes []*Route) *routeIndex {
+	if len(routes) < minIndexedRoutes {
+		return nil
+	}
+	ix := &routeIndex{root: &indexNode{}}
+	for i, r := range routes {
+		ix.root.insert(routeKey(r), int32(i))
+	}
+	return ix
+}
+
+func (n *indexNode) insert(key string, pos int32) {
+	for {
+		if key == "" {
+			n.routes = append(n.routes, pos)
+			return
+		}
+		var next *indexNode
+		for _, c := range n.children {
+			if c.label[0] == key[0] {
+				next = c
+				break
+			}
+		}
+		if next == nil {
+			n.children = append(n.children, &indexNode{label: key, routes: []int32{pos}})
+			return
+		}
+		common := commonPrefix(next.label, key)
+		if common < len(next.label) {
+			// Split the edge at the common prefix.
+			split := &indexNode{label: next.label[:common], children: []*indexNode{next}}
+			next.label = next.label[common:]
+			for j, c := range n.children {
+				if c == next {
+					n.children[j] = split
+				}
+			}
+			next = split
+		}
+		n, key = next, key[common:]
+	}
+}
+
+func commonPrefix(a, b string) int {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
+// candidates collects the route lists along p into lists; ok is false
+// when there are more than fit.
+func (ix *routeIndex) candidates(p string, lists *[maxIndexLists][]int32) (n int, ok bool) {
+	node := ix.root
+	for {
+		if len(node.routes) > 0 {
+			if n == maxIndexLists {
+				return n, false
+			}
+			lists[n] = node.routes
+			n++
+		}
+		if p == "" {
+			return n, true
+		}
+		var next *indexNode
+		for _, c := range node.children {
+			if c.label[0] == p[0] {
+				next = c
+				break
+			}
+		}
+		if next == nil || !strings.HasPrefix(p, next.label) {
+			return n, true
+		}
+		p = p[len(next.label):]
+		node = next
+	}
+}
