@@ -133,6 +133,10 @@ func TestIgnorePathParameters(t *testing.T) {
 		{"params ignored", []string{"/a/b;jsessionid=1"}, RequestInfo{}, true},
 		{"params and query", []string{"/a/b;x=1?q=2"}, RequestInfo{}, true},
 	})
+	tbl = oneRoute(t, `{path: /a/b, query_parameters: [{name: q, string_match: {exact: "2"}}]}`, "ignore_path_parameters_in_path_matching: true\n")
+	runMatchCases(t, tbl, []matchCase{
+		{"query parameters still seen", []string{"/a/b;x=1?q=2"}, RequestInfo{}, true},
+	})
 	tbl = oneRoute(t, `{path: /a/b}`)
 	runMatchCases(t, tbl, []matchCase{
 		{"params by default", []string{"/a/b;jsessionid=1"}, RequestInfo{}, false},

@@ -183,12 +183,16 @@ func (t *Table) Match(h *header.Map, info RequestInfo) Match {
 		}
 	}
 	path, hasPath := h.Get(":path")
-	if hasPath && t.ignorePathParams {
-		if i := strings.IndexByte(path, ';'); i >= 0 {
-			path = path[:i]
+	// Path matchers see the path without its query (and without path
+	// parameters when configured); query parameter matchers see the
+	// whole :path, as in Envoy.
+	just := path
+	if t.ignorePathParams {
+		if i := strings.IndexByte(just, ';'); i >= 0 {
+			just = just[:i]
 		}
 	}
-	just, _ := splitQuery(path)
+	just, _ = splitQuery(just)
 	if r := vh.route(h, path, just, hasPath, &info); r != nil {
 		m.Route = r
 		if r.Kind == ActionRoute {
@@ -281,8 +285,8 @@ func portStart(host string) int {
 }
 
 // matches reports whether the request matches the route; path is the
-// :path (path parameters removed when configured), p the same without its
-// query and fragment.
+// :path, p the path matchers' view of it: without query and fragment, and
+// without path parameters when configured.
 func (r *Route) matches(h *header.Map, path, p string, info *RequestInfo) bool {
 	switch r.pathKind {
 	case pathPrefix:
