@@ -27,6 +27,10 @@ const hostCallsPerCallback = 1000
 // benchPlugin starts code as a plugin on a fresh runtime whose log level
 // is Info, closed when the benchmark ends.
 func benchPlugin(b *testing.B, code []byte, instances int, config string) *wasm.Plugin {
+	return benchPluginRoot(b, code, instances, "", config)
+}
+
+func benchPluginRoot(b *testing.B, code []byte, instances int, rootID, config string) *wasm.Plugin {
 	b.Helper()
 	ctx := context.Background()
 	lvl := zap.NewAtomicLevelAt(zapcore.InfoLevel)
@@ -39,7 +43,7 @@ func benchPlugin(b *testing.B, code []byte, instances int, config string) *wasm.
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := vm.NewPlugin(ctx, wasm.PluginConfig{Name: "bench", Configuration: []byte(config)})
+	p, err := vm.NewPlugin(ctx, wasm.PluginConfig{Name: "bench", RootID: rootID, Configuration: []byte(config)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -126,13 +130,14 @@ func requestHeaders() *wasm.Headers {
 // header), done/log/delete.
 func BenchmarkRequestResponse(b *testing.B) {
 	filters := []struct {
-		name, header, want, config string
-		code                       func(b *testing.B) []byte
+		name, header, want, rootID, config string
+		code                               func(b *testing.B) []byte
 	}{
-		{"my-filter_C", "x-greeting", "hi", `{"my_greeting":"hi"}`, func(b *testing.B) []byte {
+		{"my-filter_C", "x-greeting", "hi", "", `{"my_greeting":"hi"}`, func(b *testing.B) []byte {
 			return readFile(b, myFilterPath)
 		}},
-		{"asfilter_AssemblyScript", "x-as-filter", "hi", "hi", buildASFilter},
+		// The SDK picks its root context factory by root id.
+		{"asfilter_AssemblyScript", "x-as-filter", "hi", "as_filter", "hi", buildASFilter},
 	}
 	for _, f := range filters {
 		run := func(b *testing.B, p *wasm.Plugin) {
@@ -146,7 +151,7 @@ func BenchmarkRequestResponse(b *testing.B) {
 			}
 		}
 		b.Run(f.name, func(b *testing.B) {
-			p := benchPlugin(b, f.code(b), 1, f.config)
+			p := benchPluginRoot(b, f.code(b), 1, f.rootID, f.config)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -154,7 +159,7 @@ func BenchmarkRequestResponse(b *testing.B) {
 			}
 		})
 		b.Run(f.name+"_parallel", func(b *testing.B) {
-			p := benchPlugin(b, f.code(b), 4, f.config)
+			p := benchPluginRoot(b, f.code(b), 4, f.rootID, f.config)
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
