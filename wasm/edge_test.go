@@ -186,8 +186,9 @@ func TestEdgeGuestFailures(t *testing.T) {
 				if elapsed < 100*time.Millisecond {
 					t.Errorf("loop stopped after %v, before its 100ms deadline", elapsed)
 				}
-				// Deadline plus the watchdog's tick and scheduling slack.
-				if elapsed > time.Second {
+				// Deadline plus the watchdog's tick and scheduling slack
+				// (generous: -race on a loaded two-core machine).
+				if elapsed > 2*time.Second {
 					t.Errorf("loop stopped after %v, deadline 100ms", elapsed)
 				}
 				t.Logf("infinite loop stopped after %v (deadline 100ms)", elapsed)
