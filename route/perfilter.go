@@ -151,12 +151,11 @@ func filterNames(levels ...filterConfigs) []string {
 // asFilterConfig re-wraps a resolved override as a FilterConfig Any, for
 // consumers that take the raw typed_per_filter_config shape.
 func (o FilterOverride) asFilterConfig() *anypb.Any {
+	// Config stays nil when the filter is enabled without one: consumers
+	// then run the filter with its http_filters config.
 	fc := &routev3.FilterConfig{Disabled: o.Disabled, IsOptional: o.Optional}
 	if !o.Disabled {
 		fc.Config = o.Config
-		if fc.Config == nil {
-			fc.Config = &anypb.Any{}
-		}
 	}
 	a, err := anypb.New(fc)
 	if err != nil {
