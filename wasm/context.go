@@ -38,6 +38,7 @@ func (i *instance) newContextLocked(p *Plugin, root *contextState) *contextState
 func (i *instance) removeContextLocked(c *contextState) {
 	delete(i.contexts, c.id)
 	c.finished = true
+	i.cancelCalloutsLocked(c)
 }
 
 // enterLocked calls a void callback with c as the active and effective

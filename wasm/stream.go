@@ -106,12 +106,14 @@ func (s *streamBase) invoke(fn api.Function, args ...uint64) Action {
 		return s.applyFailure(&InstanceFailure{Kind: inst.failure})
 	}
 	res, err := inst.enterResultLocked(s.ctx, fn, args...)
+	// s.local is also set by callout and timer callbacks: read it locked.
+	answered := s.local != nil
 	inst.mu.Unlock()
 	if err != nil {
 		return s.applyFailure(err)
 	}
 	s.flush()
-	if s.local != nil {
+	if answered {
 		return ActionPause
 	}
 	return Action(res)
@@ -134,9 +136,7 @@ func (s *streamBase) applyFailure(err error) Action {
 
 // flush delivers events recorded during the last callback.
 func (s *streamBase) flush() {
-	evs := s.events
-	s.events = s.events[:0]
-	for _, e := range evs {
+	for _, e := range s.takeEvents() {
 		switch e.kind {
 		case evContinue:
 			s.cb.ContinueStream(e.stream)
@@ -150,7 +150,20 @@ func (s *streamBase) flush() {
 	}
 }
 
-func (s *streamBase) flushDiscard() { s.events = s.events[:0] }
+func (s *streamBase) flushDiscard() { s.takeEvents() }
+
+// takeEvents removes the recorded events. Host functions record them under
+// the instance lock, from the data plane's goroutine or from a callout or
+// timer goroutine, so they are taken under it too.
+func (s *streamBase) takeEvents() []streamEvent {
+	if s.inst != nil {
+		s.inst.mu.Lock()
+		defer s.inst.mu.Unlock()
+	}
+	evs := s.events
+	s.events = nil
+	return evs
+}
 
 // Failure is the error that made the filter fail for this stream, if any.
 func (s *streamBase) Failure() error { return s.failure }
