@@ -202,8 +202,9 @@ func (i *instance) cancelCalloutsLocked(c *contextState) {
 	}
 }
 
-// PendingCallouts counts the HTTP and gRPC callouts in flight on the VM's
-// live instances (for the admin API and leak tests).
+// PendingCallouts counts the HTTP and gRPC callouts the VM's live instances
+// track: those in flight, and gRPC streams the server ended that the guest
+// has not closed yet (for the admin API and leak tests).
 func (vm *VM) PendingCallouts() int {
 	n := 0
 	for _, inst := range vm.liveInstances() {
