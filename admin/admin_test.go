@@ -390,3 +390,10 @@ func (ta *testAdmin) postForm(t *testing.T, path string, v url.Values) (int, str
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// containsNormalized reports whether s contains sub once runs of spaces are
+// collapsed (protojson varies its whitespace on purpose).
+func containsNormalized(s, sub string) bool {
+	collapse := func(x string) string { return strings.Join(strings.Fields(x), " ") }
+	return strings.Contains(collapse(s), collapse(sub))
+}
