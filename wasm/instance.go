@@ -43,6 +43,8 @@ type instance struct {
 	slot int
 	log  *zap.Logger
 	ctx  context.Context
+	// cancel ends every call into the instance (the watchdog's deadline).
+	cancel context.CancelFunc
 
 	mod api.Module
 	mem api.Memory
@@ -106,7 +108,7 @@ func (vm *VM) newInstance(ctx context.Context, slot int) (*instance, error) {
 		contexts: map[uint32]*contextState{},
 		roots:    map[*Plugin]*contextState{},
 	}
-	i.ctx = context.WithValue(context.Background(), instanceKey{}, i)
+	i.ctx, i.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, i))
 	i.deadline.Store(int64(vm.cfg.StartTimeout))
 	vm.rt.watch.add(i)
 	i.busy.Store(true)
@@ -317,6 +319,7 @@ func (i *instance) close(ctx context.Context) {
 	if i.mod != nil {
 		i.mod.Close(ctx)
 	}
+	i.cancel()
 }
 
 // allocate reserves size bytes in guest memory through malloc or

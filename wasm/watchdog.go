@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"context"
 	"sync"
 	"time"
 )
@@ -89,8 +88,9 @@ func (w *watchdog) check() {
 	w.mu.Unlock()
 	for _, inst := range expired {
 		inst.timedOut.Store(true)
-		// Closing the module makes the running call return a sys.ExitError
-		// at its next loop header or function entry.
-		_ = inst.mod.CloseWithExitCode(context.Background(), 124)
+		// Cancelling the instance's context makes the running call (even
+		// instantiation, before the module exists) return at its next loop
+		// header or function entry (wazero's close-on-context-done).
+		inst.cancel()
 	}
 }

@@ -25,7 +25,6 @@ import (
 
 const myFilter = "../../examples/filters/my-filter/my-filter.wasm"
 
-
 func TestAnyToBytes(t *testing.T) {
 	st, _ := structpb.NewStruct(map[string]any{"my_greeting": "hi"})
 	tests := []struct {
