@@ -1,8 +1,11 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"sort"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -15,10 +18,13 @@ func (a *Admin) handleRuntime(w http.ResponseWriter, _ *http.Request) {
 	if a.o.Runtime != nil {
 		layers = a.o.Runtime.Layers()
 	}
+	// A JSON string must be UTF-8: show invalid bytes as U+FFFD rather
+	// than fail the whole answer.
+	valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 	names := make([]any, 0, len(layers))
 	keys := map[string]bool{}
 	for _, l := range layers {
-		names = append(names, l.Name)
+		names = append(names, valid(l.Name))
 		for k := range l.Values {
 			keys[k] = true
 		}
@@ -33,13 +39,13 @@ func (a *Admin) handleRuntime(w http.ResponseWriter, _ *http.Request) {
 		values := make([]any, 0, len(layers))
 		final := ""
 		for _, l := range layers {
-			v := l.Values[k]
+			v := valid(l.Values[k])
 			if v != "" {
 				final = v
 			}
 			values = append(values, v)
 		}
-		entries[k] = map[string]any{"final_value": final, "layer_values": values}
+		entries[valid(k)] = map[string]any{"final_value": final, "layer_values": values}
 	}
 	doc, err := structpb.NewStruct(map[string]any{"layers": names, "entries": entries})
 	if err != nil {
@@ -64,6 +70,10 @@ func (a *Admin) handleRuntimeModify(w http.ResponseWriter, r *http.Request) {
 	}
 	values := make(map[string]string, len(q))
 	for k, v := range q {
+		if !utf8.ValidString(k) || !utf8.ValidString(v[0]) {
+			writeText(w, http.StatusBadRequest, fmt.Sprintf("runtime: key %q: keys and values must be UTF-8\n", k))
+			return
+		}
 		values[k] = v[0]
 	}
 	if err := a.o.Runtime.MergeValues(values); err != nil {

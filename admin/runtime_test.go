@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -127,5 +128,29 @@ func TestRuntimeWithoutRuntime(t *testing.T) {
 	}
 	if code, _ := ta.post(t, "/runtime_modify?a=b"); code != 503 {
 		t.Errorf("/runtime_modify without Runtime = %d, want 503", code)
+	}
+}
+
+// Found by FuzzQuery: a runtime key that is not UTF-8 made /runtime fail
+// with 500 for everyone. /runtime_modify now refuses such keys and values,
+// and /runtime shows bytes a layer holds anyway as U+FFFD.
+func TestRuntimeNonUTF8(t *testing.T) {
+	rt := &fakeRuntime{disk: map[string]string{"bad\xc1key": "v\xff"}, admin: map[string]string{}}
+	ta := startAdmin(t, Options{Runtime: rt})
+	if code, body := ta.post(t, "/runtime_modify?name_re%C1ex=1"); code != 400 || !strings.Contains(body, "UTF-8") {
+		t.Errorf("/runtime_modify with a non-UTF-8 key = %d %q", code, body)
+	}
+	if code, _ := ta.post(t, "/runtime_modify?k=%FF"); code != 400 {
+		t.Errorf("/runtime_modify with a non-UTF-8 value = %d", code)
+	}
+	if len(rt.Layers()[1].Values) != 0 {
+		t.Error("a refused value was merged")
+	}
+	var doc structpb.Struct
+	ta.getJSON(t, "/runtime", &doc)
+	e, _ := doc.AsMap()["entries"].(map[string]any)
+	entry, ok := e["bad\uFFFDkey"].(map[string]any)
+	if !ok || entry["final_value"] != "v\uFFFD" {
+		t.Errorf("entries %v", e)
 	}
 }
