@@ -1,0 +1,581 @@
+package cluster
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	"go.uber.org/zap"
+
+	"github.com/wasmesh/wasmesh/cluster/dns"
+	"github.com/wasmesh/wasmesh/cluster/health"
+	"github.com/wasmesh/wasmesh/cluster/lb"
+)
+
+// LoadBalancerContext is what a request tells the load balancer. The zero
+// value is a plain request.
+type LoadBalancerContext struct {
+	// Hash is the request hash (the route's hash_policy) for RING_HASH and
+	// MAGLEV; HasHash says it is set. Without it those policies pick
+	// randomly.
+	Hash    uint64
+	HasHash bool
+	// OriginalDst is the downstream connection's original destination, for
+	// ORIGINAL_DST clusters.
+	OriginalDst netip.AddrPort
+	// DownstreamHTTP2 tells a cluster with use_downstream_protocol_config
+	// that the downstream request is HTTP/2.
+	DownstreamHTTP2 bool
+	// HighPriority selects the HIGH circuit breaker thresholds (the
+	// route's priority).
+	HighPriority bool
+	// AvoidHosts are hosts a retry should not go back to (Envoy's
+	// previous_hosts retry predicate); up to MaxHostSelectionAttempts
+	// extra picks are made to avoid them.
+	AvoidHosts               []*Host
+	MaxHostSelectionAttempts int
+}
+
+func (l *LoadBalancerContext) avoid(h *Host) bool {
+	for _, a := range l.AvoidHosts {
+		if a == h {
+			return true
+		}
+	}
+	return false
+}
+
+// Cluster is a running upstream cluster: its hosts, load balancer,
+// connection pools, circuit breakers, outlier detector and health checker.
+// All methods are safe for concurrent use. A Cluster stays usable after the
+// manager replaces or removes it, for the requests that still hold it.
+type Cluster struct {
+	m     *Manager
+	cfg   *config
+	name  string
+	log   *zap.Logger
+	stats *clusterStats
+	rand  func() uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	set atomic.Pointer[hostSet]
+
+	mu        sync.Mutex
+	members   []*Host
+	byKey     map[string]*Host
+	overprov  uint32
+	weighted  bool
+	initWait  int             // pending initial conditions (DNS rounds, first health checks)
+	hcWaiting map[string]bool // hosts whose first health check warming waits for
+	initDone  bool
+
+	breakers [2]*breaker
+	tr       transports
+	resolver Resolver
+	outlier  *detector
+	hc       *health.Checker
+	origDst  *origDst
+
+	traffic atomic.Bool
+	closed  atomic.Bool
+	active  atomic.Int64
+	conns   connSet
+}
+
+// hostSet is an immutable snapshot of the hosts by priority with their
+// load balancers.
+type hostSet struct {
+	levels []*level
+	load   lb.Load
+	multi  bool // more than one level, degraded hosts, or panic: Choose is needed
+	byURL  map[string]*Host
+}
+
+type level struct {
+	all, healthy, degraded       []*Host
+	allLB, healthyLB, degradedLB lb.Balancer
+}
+
+func newCluster(m *Manager, cfg *config) (*Cluster, error) {
+	c := &Cluster{
+		m:     m,
+		cfg:   cfg,
+		name:  cfg.name,
+		log:   m.log.With(zap.String("cluster", cfg.name)),
+		stats: newClusterStats(m.opts.Stats, cfg.statName),
+		rand:  m.opts.Rand,
+		ready: make(chan struct{}),
+		byKey: map[string]*Host{},
+	}
+	c.cfg.lb.Rand = c.rand
+	c.ctx, c.cancel = context.WithCancel(m.ctx)
+	for i := range c.breakers {
+		c.breakers[i] = newBreaker(cfg.breakers[i], c.stats, i == 1)
+	}
+	c.overprov = lb.DefaultOverprovisioningFactor
+	if cfg.dns != nil {
+		if cfg.dns.resolver != nil {
+			r, err := dns.New(*cfg.dns.resolver)
+			if err != nil {
+				c.cancel()
+				e := &errs{resource: resourceName(cfg.name)}
+				e.add("typed_dns_resolver_config", err)
+				return nil, e.err()
+			}
+			c.resolver = r
+		} else {
+			r, err := m.defaultResolver()
+			if err != nil {
+				c.cancel()
+				return nil, err
+			}
+			c.resolver = r
+		}
+	}
+	c.buildTransports()
+	if cfg.outlier != nil {
+		c.outlier = newDetector(c, cfg.outlier)
+	}
+	if cfg.origDst != nil {
+		c.origDst = &origDst{c: c, cfg: cfg.origDst, hosts: map[string]*Host{}}
+	}
+	c.set.Store(&hostSet{load: lb.ComputeLoad(nil, c.overprov, cfg.panicThreshold)})
+	return c, nil
+}
+
+// start begins the cluster's life: initial hosts, DNS, health checks and
+// outlier sweeps. eds, if set, overrides the static load_assignment.
+func (c *Cluster) start(eds *assignment) {
+	if len(c.cfg.health) > 0 {
+		c.hc = health.NewChecker(c.ctx, c.cfg.health, health.Options{
+			Cluster:    c.name,
+			Dial:       c.dialHealthCheck,
+			Logger:     c.log.With(zap.String("component", "hc")),
+			Stats:      c.healthStats(),
+			HasTraffic: c.traffic.Load,
+			OnChange:   c.onHealthChange,
+			Rand:       c.rand,
+		})
+		c.hcWaiting = map[string]bool{}
+	}
+	if c.outlier != nil {
+		c.wg.Add(1)
+		go c.outlier.run(c.ctx)
+	}
+	c.mu.Lock()
+	c.initWait = 1 // released below once the initial hosts are in
+	c.mu.Unlock()
+	switch c.cfg.kind {
+	case discStatic, discEDS:
+		a := c.cfg.assignment
+		if eds != nil {
+			a = eds
+		}
+		if a != nil {
+			c.setAssignment(a)
+		}
+	case discStrictDNS, discLogicalDNS:
+		c.startDNS()
+	case discOriginalDst:
+		c.wg.Add(1)
+		go c.origDst.cleanupLoop(c.ctx)
+	}
+	c.mu.Lock()
+	c.releaseInitLocked()
+	c.mu.Unlock()
+}
+
+// releaseInitLocked drops one pending initial condition and marks the
+// cluster ready when none is left and no first health check is awaited.
+func (c *Cluster) releaseInitLocked() {
+	if c.initWait > 0 {
+		c.initWait--
+	}
+	if c.initWait == 0 {
+		c.initDone = true
+	}
+	c.checkReadyLocked()
+}
+
+func (c *Cluster) checkReadyLocked() {
+	if c.initDone && len(c.hcWaiting) == 0 {
+		c.readyOnce.Do(func() { close(c.ready) })
+	}
+}
+
+// Name is the cluster's name.
+func (c *Cluster) Name() string { return c.name }
+
+// Config is the configuration the cluster was built from. Do not modify it.
+func (c *Cluster) Config() *clusterv3.Cluster { return c.cfg.proto }
+
+// Ready is closed once the cluster has warmed.
+func (c *Cluster) Ready() <-chan struct{} { return c.ready }
+
+// Hosts returns the current hosts in endpoint order (for ORIGINAL_DST, the
+// hosts created so far).
+func (c *Cluster) Hosts() []*Host {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := append([]*Host(nil), c.members...)
+	if c.origDst != nil {
+		out = append(out, c.origDst.list()...)
+	}
+	return out
+}
+
+// Close stops the cluster's background work (DNS, health checks, outlier
+// sweeps) and waits for it. Requests in flight finish; idle connections
+// close now, the others when their last request ends.
+func (c *Cluster) Close() {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	c.cancel()
+	if c.hc != nil {
+		c.hc.Close()
+	}
+	c.wg.Wait()
+	if c.outlier != nil {
+		c.outlier.close()
+	}
+	c.tr.closeIdle()
+	if c.active.Load() == 0 {
+		c.conns.closeAll(nil)
+	}
+}
+
+// setAssignment replaces the hosts from an endpoint assignment.
+func (c *Cluster) setAssignment(a *assignment) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.overprov = a.overprovisioning
+	c.weighted = a.weightedHealth
+	c.setHostsLocked(a.hosts)
+}
+
+// setHostsLocked makes specs the membership, keeping the hosts whose
+// address stays.
+func (c *Cluster) setHostsLocked(specs []hostSpec) {
+	members := make([]*Host, 0, len(specs))
+	byKey := make(map[string]*Host, len(specs))
+	changed := false
+	for i := range specs {
+		s := &specs[i]
+		k := s.key()
+		if _, dup := byKey[k]; dup {
+			continue
+		}
+		h := c.byKey[k]
+		if h == nil {
+			h = c.newHost(s, k)
+			changed = true
+		} else {
+			c.updateHost(h, s)
+		}
+		members = append(members, h)
+		byKey[k] = h
+	}
+	for k, h := range c.byKey {
+		if _, ok := byKey[k]; ok {
+			continue
+		}
+		changed = true
+		c.removeHostLocked(h)
+	}
+	c.members, c.byKey = members, byKey
+	if changed {
+		c.stats.membershipChange.Inc()
+		c.updateHealthTargetsLocked()
+	}
+	c.rebuildLocked()
+}
+
+func (c *Cluster) newHost(s *hostSpec, key string) *Host {
+	h := &Host{cluster: c, key: key, network: s.network}
+	addr := s.address
+	h.addr.Store(&addr)
+	c.updateHost(h, s)
+	if c.hc != nil && !s.hcOff {
+		f := flagFailedActiveHC | flagPendingActiveHC
+		if c.cfg.ignoreNewHostsUntilFirstHC {
+			f |= flagExcludedPendingHC
+		}
+		h.setFlag(f, true)
+		if !c.initDone {
+			c.hcWaiting[key] = true
+		}
+	}
+	if c.outlier != nil {
+		c.outlier.add(h)
+	}
+	h.touch(c.m.opts.now())
+	return h
+}
+
+func (c *Cluster) updateHost(h *Host, s *hostSpec) {
+	h.weight.Store(max(s.weight, 1))
+	h.priority.Store(s.priority)
+	eds := edsFlags(s.health)
+	h.setFlag(flagFailedEDS|flagDegradedEDS|flagDrainingEDS, false)
+	if eds != 0 {
+		h.setFlag(eds, true)
+	}
+	info := &hostInfo{hostname: s.hostname, locality: s.locality, metadata: s.metadata, hcHostname: s.hcHost, hcDisabled: s.hcOff}
+	switch {
+	case s.hashKey != "":
+		info.hashKey = s.hashKey
+	case c.cfg.useHostnameForHashing && s.hostname != "":
+		info.hashKey = s.hostname
+	default:
+		info.hashKey = s.address
+	}
+	if s.hcPort != 0 && s.network == "tcp" {
+		if host, _, err := net.SplitHostPort(s.address); err == nil {
+			info.hcAddr = net.JoinHostPort(host, itoa(int(s.hcPort)))
+		}
+	}
+	h.info.Store(info)
+}
+
+func (c *Cluster) removeHostLocked(h *Host) {
+	h.removed.Store(true)
+	if c.outlier != nil {
+		c.outlier.remove(h)
+	}
+	delete(c.hcWaiting, h.key)
+	if h.rqActive.Load() == 0 {
+		c.conns.closeAll(h)
+	}
+}
+
+// rebuildLocked recomputes the host set snapshot: priorities, health,
+// priority load and load balancers.
+func (c *Cluster) rebuildLocked() {
+	var maxP uint32
+	for _, h := range c.members {
+		maxP = max(maxP, h.Priority())
+	}
+	var levels []*level
+	var lv []lb.Level
+	if len(c.members) > 0 {
+		levels = make([]*level, maxP+1)
+		lv = make([]lb.Level, maxP+1)
+		for i := range levels {
+			levels[i] = &level{}
+		}
+	}
+	byURL := make(map[string]*Host, len(c.members))
+	var healthy, degraded, excluded, maxW uint64
+	for _, h := range c.members {
+		byURL[h.urlHost()] = h
+		p := h.Priority()
+		l, st := levels[p], &lv[p]
+		st.Hosts++
+		maxW = max(maxW, uint64(h.Weight()))
+		if h.Excluded() {
+			excluded++
+			continue
+		}
+		w := uint64(1)
+		if c.weighted {
+			w = uint64(h.Weight())
+		}
+		st.Total += w
+		l.all = append(l.all, h)
+		if !h.Healthy() {
+			continue
+		}
+		if h.Degraded() {
+			st.Degraded += w
+			degraded++
+			l.degraded = append(l.degraded, h)
+		} else {
+			st.Healthy += w
+			healthy++
+			l.healthy = append(l.healthy, h)
+		}
+	}
+	load := lb.ComputeLoad(lv, c.overprov, c.cfg.panicThreshold)
+	s := &hostSet{levels: levels, load: load, byURL: byURL, multi: len(levels) > 1}
+	for i, l := range levels {
+		l.healthyLB = lb.New(c.cfg.lb, asLB(l.healthy))
+		if len(l.degraded) > 0 {
+			l.degradedLB = lb.New(c.cfg.lb, asLB(l.degraded))
+			s.multi = true
+		}
+		if load.Panic[i] {
+			l.allLB = lb.New(c.cfg.lb, asLB(l.all))
+			s.multi = true
+		}
+	}
+	c.set.Store(s)
+	c.stats.membershipTotal.Set(uint64(len(c.members)))
+	c.stats.membershipHealthy.Set(healthy)
+	c.stats.membershipDegraded.Set(degraded)
+	c.stats.membershipExcluded.Set(excluded)
+	c.stats.maxHostWeight.Set(maxW)
+}
+
+// rebuild takes the lock and rebuilds; for health changes.
+func (c *Cluster) rebuild() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rebuildLocked()
+}
+
+func asLB(hs []*Host) []lb.Host {
+	out := make([]lb.Host, len(hs))
+	for i, h := range hs {
+		out[i] = h
+	}
+	return out
+}
+
+// pick chooses a host for a request (req may be nil for connections).
+func (c *Cluster) pick(lbc *LoadBalancerContext, req *http.Request) *Host {
+	if c.origDst != nil {
+		return c.origDst.pick(lbc, req)
+	}
+	s := c.set.Load()
+	if len(s.levels) == 0 {
+		return nil
+	}
+	l := s.levels[0]
+	hosts, bal := l.healthy, l.healthyLB
+	if s.multi {
+		ph := lbc.Hash
+		if !lbc.HasHash {
+			ph = c.rand()
+		}
+		p, deg := s.load.Choose(ph)
+		l = s.levels[p]
+		switch {
+		case s.load.Panic[p]:
+			c.stats.lbHealthyPanic.Inc()
+			hosts, bal = l.all, l.allLB
+		case deg:
+			hosts, bal = l.degraded, l.degradedLB
+		default:
+			hosts, bal = l.healthy, l.healthyLB
+		}
+	}
+	if len(hosts) == 0 {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		i := bal.Pick(lbc.Hash, lbc.HasHash, uint32(attempt))
+		if i < 0 {
+			return nil
+		}
+		h := hosts[i]
+		if attempt >= lbc.MaxHostSelectionAttempts || !lbc.avoid(h) {
+			return h
+		}
+	}
+}
+
+// hostForURL maps the host part of an upstream URL back to its Host.
+func (c *Cluster) hostForURL(u string) *Host {
+	if h := c.set.Load().byURL[u]; h != nil {
+		return h
+	}
+	if c.origDst != nil {
+		return c.origDst.get(u)
+	}
+	return nil
+}
+
+// urlHost is the authority the transports pool connections by: the
+// address, or a stand-in name for pipes.
+func (h *Host) urlHost() string {
+	if h.network == "unix" {
+		return "unix-" + itoa(int(uint32(lb.XXHash64([]byte(h.Address()), 0)))) + ".invalid"
+	}
+	return h.Address()
+}
+
+// TryRetry reserves one of the cluster's max_retries; the router calls it
+// before each retry and RetryDone when that attempt ends. It returns false
+// (and counts upstream_rq_retry_overflow) when the budget is used up.
+func (c *Cluster) TryRetry(lbc LoadBalancerContext) bool {
+	return c.breaker(&lbc).tryRetry()
+}
+
+// RetryDone releases a retry reserved by TryRetry.
+func (c *Cluster) RetryDone(lbc LoadBalancerContext) { c.breaker(&lbc).retryDone() }
+
+func (c *Cluster) breaker(lbc *LoadBalancerContext) *breaker {
+	if lbc.HighPriority {
+		return c.breakers[1]
+	}
+	return c.breakers[0]
+}
+
+// onHealthChange applies a health checker verdict to a host.
+func (c *Cluster) onHealthChange(key string, st health.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.byKey[key]
+	if h == nil {
+		return
+	}
+	changed := h.setFlag(flagFailedActiveHC, !st.Healthy)
+	if st.Checked {
+		changed = h.setFlag(flagPendingActiveHC|flagExcludedPendingHC, false) || changed
+		if c.hcWaiting[key] {
+			delete(c.hcWaiting, key)
+			c.checkReadyLocked()
+		}
+	}
+	if st.Healthy && c.outlier != nil && c.cfg.outlier.unejectOnHC {
+		changed = c.outlier.unejectOnHealthy(h) || changed
+	}
+	if !st.Healthy && c.cfg.closeOnHealthFailure {
+		c.conns.closeAll(h)
+	}
+	if changed {
+		c.log.Debug("host health changed", zap.String("host", h.Address()), zap.String("flags", h.HealthFlags()))
+		c.rebuildLocked()
+	}
+}
+
+// updateHealthTargetsLocked gives the health checker the current hosts.
+func (c *Cluster) updateHealthTargetsLocked() {
+	if c.hc == nil {
+		return
+	}
+	targets := make([]health.Target, 0, len(c.members))
+	for _, h := range c.members {
+		info := h.info.Load()
+		if info.hcDisabled {
+			continue
+		}
+		addr := h.Address()
+		if info.hcAddr != "" {
+			addr = info.hcAddr
+		}
+		targets = append(targets, health.Target{Key: h.key, Network: h.network, Address: addr, Host: info.hcHostname})
+	}
+	c.hc.Update(targets)
+}
+
+func (c *Cluster) healthStats() health.Stats {
+	return health.Stats{
+		Attempt:        c.stats.counter("health_check.attempt"),
+		Success:        c.stats.counter("health_check.success"),
+		Failure:        c.stats.counter("health_check.failure"),
+		NetworkFailure: c.stats.counter("health_check.network_failure"),
+		Healthy:        c.stats.gauge("health_check.healthy"),
+	}
+}

@@ -1,0 +1,216 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Errors a request can end with. The router maps them to Envoy's response
+// flags; test them with errors.Is.
+var (
+	// ErrNoHealthyUpstream: no host to send to (UH).
+	ErrNoHealthyUpstream = errors.New("no healthy upstream")
+	// ErrOverflow: a circuit breaker is open (UO).
+	ErrOverflow = errors.New("upstream overflow")
+	// ErrConnectFailure: the connection to the host (TCP or TLS handshake)
+	// failed or timed out (UF).
+	ErrConnectFailure = errors.New("upstream connect failure")
+	// ErrUpstreamReset: the connection broke after it was established,
+	// before response headers arrived (UC).
+	ErrUpstreamReset = errors.New("upstream connection termination")
+	// ErrUnknownCluster: no cluster has the name (NC).
+	ErrUnknownCluster = errors.New("unknown cluster")
+	// ErrClosed: the manager is closed.
+	ErrClosed = errors.New("cluster manager closed")
+)
+
+// UpstreamError is a failed request or connection: the cluster, the host it
+// went to (nil when none was picked), the kind (one of the Err* values
+// above; errors.Is matches it) and the cause. A timeout from the request's
+// context is reported as the cause, so errors.Is(err,
+// context.DeadlineExceeded) holds for the router's UT.
+type UpstreamError struct {
+	Cluster string
+	Host    *Host
+	Kind    error
+	Err     error
+}
+
+func (e *UpstreamError) Error() string {
+	var b strings.Builder
+	b.WriteString("cluster ")
+	b.WriteString(fmt.Sprintf("%q", e.Cluster))
+	if e.Host != nil {
+		b.WriteString(" host ")
+		b.WriteString(e.Host.Address())
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Kind.Error())
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *UpstreamError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// OverflowError names the circuit breaker that tripped. It matches
+// ErrOverflow.
+type OverflowError struct {
+	// Resource is max_connections, max_pending_requests, max_requests or
+	// max_retries.
+	Resource string
+}
+
+func (e *OverflowError) Error() string        { return "upstream overflow: " + e.Resource }
+func (e *OverflowError) Is(target error) bool { return target == ErrOverflow }
+
+// FieldError is one configuration problem: the resource, the field path
+// inside it, and what is wrong.
+type FieldError struct {
+	// Resource names the resource, e.g. `cluster "backend"`.
+	Resource string
+	// Path is the field path, e.g. "load_assignment.endpoints[0].lb_endpoints[1].endpoint.address".
+	Path string
+	Err  error
+}
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Resource + ": " + e.Err.Error()
+	}
+	return e.Resource + " " + e.Path + ": " + e.Err.Error()
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ErrUnsupported is wrapped by the errors for fields that change behaviour
+// but are not implemented.
+var ErrUnsupported = errors.New("not supported")
+
+// errs collects the problems of one compilation.
+type errs struct {
+	resource string
+	list     []error
+}
+
+func (c *errs) add(path string, err error) {
+	c.list = append(c.list, &FieldError{Resource: c.resource, Path: path, Err: err})
+}
+
+func (c *errs) errf(path, format string, args ...any) {
+	c.add(path, fmt.Errorf(format, args...))
+}
+
+func (c *errs) unsupported(path string) {
+	c.add(path, fmt.Errorf("field is %w by wasmesh", ErrUnsupported))
+}
+
+func (c *errs) unsupportedValue(path string, v any) {
+	c.add(path, fmt.Errorf("value %v is %w by wasmesh", v, ErrUnsupported))
+}
+
+func (c *errs) err() error { return errors.Join(c.list...) }
+
+func (c *errs) ok() bool { return len(c.list) == 0 }
+
+// at joins a field path and a field name.
+func at(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func idx(path, field string, i int) string { return fmt.Sprintf("%s[%d]", at(path, field), i) }
+
+// only reports every populated field of m that is not listed in allowed as
+// unsupported, so fields added to the API later are refused rather than
+// silently ignored.
+func (c *errs) only(path string, m proto.Message, allowed ...string) {
+	if m == nil {
+		return
+	}
+	r := m.ProtoReflect()
+	if !r.IsValid() {
+		return
+	}
+	r.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if !slices.Contains(allowed, string(fd.Name())) {
+			c.unsupported(at(path, string(fd.Name())))
+		}
+		return true
+	})
+}
+
+// pgvError is the shape of protoc-gen-validate's per-field errors.
+type pgvError interface {
+	Field() string
+	Reason() string
+	Cause() error
+}
+
+// addValidation turns protoc-gen-validate errors into field errors with
+// snake_case paths.
+func (c *errs) addValidation(path string, err error) {
+	if err == nil {
+		return
+	}
+	if m, ok := err.(interface{ AllErrors() []error }); ok {
+		for _, e := range m.AllErrors() {
+			c.addValidation(path, e)
+		}
+		return
+	}
+	var v pgvError
+	if !errors.As(err, &v) {
+		c.add(path, err)
+		return
+	}
+	p := at(path, snake(v.Field()))
+	if cause := v.Cause(); cause != nil {
+		var inner pgvError
+		if _, multi := cause.(interface{ AllErrors() []error }); multi || errors.As(cause, &inner) {
+			c.addValidation(p, cause)
+			return
+		}
+		c.errf(p, "%s: %v", v.Reason(), cause)
+		return
+	}
+	c.add(p, errors.New(v.Reason()))
+}
+
+// snake converts a Go field name as protoc-gen-validate reports it
+// ("LoadAssignment") to the proto field name ("load_assignment").
+func snake(s string) string {
+	var b strings.Builder
+	inKey := false
+	for i, r := range s {
+		switch {
+		case r == '[':
+			inKey = true
+		case r == ']':
+			inKey = false
+		case !inKey && unicode.IsUpper(r):
+			if i > 0 && s[i-1] != '.' {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,0 +1,319 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// transports are the cluster's connection pools: one net/http Transport
+// per upstream protocol in use.
+type transports struct {
+	h1, h2 *http.Transport
+	scheme string
+	h1Once sync.Once
+	c      *Cluster
+}
+
+func (t *transports) closeIdle() {
+	if t.h1 != nil {
+		t.h1.CloseIdleConnections()
+	}
+	if t.h2 != nil {
+		t.h2.CloseIdleConnections()
+	}
+}
+
+// forRequest picks the pool: HTTP/2 for h2 clusters (and downstream h2 with
+// use_downstream_protocol_config), HTTP/1.1 otherwise and for upgrades,
+// which HTTP/2 cannot carry.
+func (t *transports) forRequest(req *http.Request, lbc *LoadBalancerContext) *http.Transport {
+	switch t.c.cfg.protocol {
+	case protoHTTP2:
+		if isUpgrade(req) {
+			return t.h1Lazy()
+		}
+		return t.h2
+	case protoDownstream:
+		if lbc.DownstreamHTTP2 && !isUpgrade(req) {
+			return t.h2
+		}
+	}
+	return t.h1Lazy()
+}
+
+func isUpgrade(req *http.Request) bool { return req.Header.Get("Upgrade") != "" }
+
+func (t *transports) h1Lazy() *http.Transport {
+	t.h1Once.Do(func() {
+		if t.h1 == nil {
+			t.h1 = t.c.newTransport(protoHTTP1)
+		}
+	})
+	return t.h1
+}
+
+func (c *Cluster) buildTransports() {
+	c.tr.c = c
+	c.tr.scheme = "http"
+	if c.cfg.tls != nil {
+		c.tr.scheme = "https"
+	}
+	switch c.cfg.protocol {
+	case protoHTTP2:
+		c.tr.h2 = c.newTransport(protoHTTP2)
+	case protoDownstream:
+		c.tr.h1 = c.newTransport(protoHTTP1)
+		c.tr.h2 = c.newTransport(protoHTTP2)
+	case protoAuto:
+		c.tr.h1 = c.newTransport(protoAuto)
+	default:
+		c.tr.h1 = c.newTransport(protoHTTP1)
+	}
+}
+
+func (c *Cluster) newTransport(p protocolMode) *http.Transport {
+	maxConns := int(min(c.cfg.breakers[0].maxConnections, 1<<20))
+	t := &http.Transport{
+		Proxy:               nil,
+		DisableCompression:  true,
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: maxConns,
+		IdleConnTimeout:     c.cfg.idleTimeout,
+		ForceAttemptHTTP2:   p != protoHTTP1,
+		HTTP2:               c.cfg.h2,
+	}
+	t.Protocols = new(http.Protocols)
+	tlsOn := c.cfg.tls != nil
+	switch p {
+	case protoHTTP1:
+		t.Protocols.SetHTTP1(true)
+	case protoHTTP2:
+		if tlsOn {
+			t.Protocols.SetHTTP2(true)
+		} else {
+			t.Protocols.SetUnencryptedHTTP2(true)
+		}
+	case protoAuto:
+		t.Protocols.SetHTTP1(true)
+		if tlsOn {
+			t.Protocols.SetHTTP2(true)
+		}
+	}
+	kind := p
+	if p == protoAuto && !tlsOn {
+		kind = protoHTTP1
+	}
+	if tlsOn {
+		var alpn []string
+		switch p {
+		case protoHTTP2:
+			alpn = []string{"h2"}
+		case protoAuto:
+			alpn = []string{"h2", "http/1.1"}
+		}
+		tc := c.cfg.tls.config(alpn)
+		t.TLSClientConfig = tc
+		t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return c.dialURL(ctx, addr, tc, kind)
+		}
+	} else {
+		t.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return c.dialURL(ctx, addr, nil, kind)
+		}
+	}
+	return t
+}
+
+// dialError marks a connect failure (TCP or TLS handshake) so RoundTrip
+// can tell it from failures on established connections.
+type dialError struct {
+	err     error
+	timeout bool
+}
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// dialURL connects for a transport; addr is the URL's host.
+func (c *Cluster) dialURL(ctx context.Context, addr string, tc *tls.Config, p protocolMode) (net.Conn, error) {
+	h := c.hostForURL(addr)
+	network, target := "tcp", addr
+	if h != nil {
+		network, target = h.network, h.Address()
+	}
+	conn, err := c.dial(ctx, h, network, target, tc)
+	if err != nil {
+		return nil, err
+	}
+	if p == protoHTTP2 {
+		c.stats.cxHTTP2Total.Inc()
+	} else {
+		c.stats.cxHTTP1Total.Inc()
+	}
+	return conn, nil
+}
+
+// dial opens one upstream connection: TCP within connect_timeout, then the
+// TLS handshake within what is left of it.
+func (c *Cluster) dial(ctx context.Context, h *Host, network, addr string, tc *tls.Config) (net.Conn, error) {
+	c.stats.cxTotal.Inc()
+	if h != nil {
+		h.cxTotal.Add(1)
+	}
+	d := net.Dialer{Timeout: c.cfg.connectTimeout}
+	if c.cfg.keepAlive != nil {
+		d.KeepAliveConfig = *c.cfg.keepAlive
+	}
+	if c.cfg.localAddr != nil && network == "tcp" {
+		d.LocalAddr = c.cfg.localAddr
+	}
+	deadline := time.Now().Add(c.cfg.connectTimeout)
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, c.connectFailed(h, err)
+	}
+	conn := c.track(raw, h)
+	if tc == nil {
+		return conn, nil
+	}
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	tconn := tls.Client(conn, tc)
+	if err := tconn.HandshakeContext(hctx); err != nil {
+		_ = conn.Close()
+		return nil, c.connectFailed(h, err)
+	}
+	return tconn, nil
+}
+
+func (c *Cluster) connectFailed(h *Host, err error) error {
+	c.stats.cxConnectFail.Inc()
+	timeout := false
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		timeout = true
+		c.stats.cxConnectTimeout.Inc()
+	}
+	if h != nil {
+		h.cxConnectFail.Add(1)
+	}
+	return &dialError{err: err, timeout: timeout}
+}
+
+// dialHealthCheck connects for a health check: the cluster's transport
+// socket, with ALPN h2 for HTTP/2 checks. Health check connections are not
+// counted as upstream connections, as in Envoy.
+func (c *Cluster) dialHealthCheck(ctx context.Context, network, addr string, h2 bool) (net.Conn, error) {
+	d := net.Dialer{Timeout: c.cfg.connectTimeout}
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.tls == nil {
+		return raw, nil
+	}
+	alpn := []string(nil)
+	if h2 {
+		alpn = []string{"h2"}
+	}
+	tconn := tls.Client(raw, c.cfg.tls.config(alpn))
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.connectTimeout)
+	defer cancel()
+	if err := tconn.HandshakeContext(hctx); err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	return tconn, nil
+}
+
+// trackedConn counts an upstream connection and its bytes, and lets the
+// cluster close it when its host goes away or the cluster drains.
+type trackedConn struct {
+	net.Conn
+	c      *Cluster
+	h      *Host
+	closed atomic.Bool
+}
+
+func (c *Cluster) track(raw net.Conn, h *Host) *trackedConn {
+	tc := &trackedConn{Conn: raw, c: c, h: h}
+	c.stats.cxActiveG.Inc()
+	c.breakers[0].conns.Add(1)
+	if h != nil {
+		h.cxActive.Add(1)
+	}
+	c.conns.add(tc)
+	return tc
+}
+
+func (t *trackedConn) Read(p []byte) (int, error) {
+	n, err := t.Conn.Read(p)
+	if n > 0 {
+		t.c.stats.cxRxBytes.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (t *trackedConn) Write(p []byte) (int, error) {
+	n, err := t.Conn.Write(p)
+	if n > 0 {
+		t.c.stats.cxTxBytes.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (t *trackedConn) Close() error {
+	if t.closed.CompareAndSwap(false, true) {
+		c := t.c
+		c.stats.cxActiveG.Dec()
+		c.stats.cxDestroy.Inc()
+		c.breakers[0].conns.Add(-1)
+		if t.h != nil {
+			t.h.cxActive.Add(-1)
+		}
+		c.conns.remove(t)
+	}
+	return t.Conn.Close()
+}
+
+// connSet is the registry of a cluster's open upstream connections.
+type connSet struct {
+	mu sync.Mutex
+	m  map[*trackedConn]struct{}
+}
+
+func (s *connSet) add(t *trackedConn) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[*trackedConn]struct{}{}
+	}
+	s.m[t] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *connSet) remove(t *trackedConn) {
+	s.mu.Lock()
+	delete(s.m, t)
+	s.mu.Unlock()
+}
+
+// closeAll closes the connections to h, or all of them when h is nil.
+func (s *connSet) closeAll(h *Host) {
+	s.mu.Lock()
+	var list []*trackedConn
+	for t := range s.m {
+		if h == nil || t.h == h {
+			list = append(list, t)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range list {
+		_ = t.Close()
+	}
+}
