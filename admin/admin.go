@@ -132,7 +132,6 @@ func (a *Admin) Serve(ctx context.Context, l net.Listener) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          zap.NewStdLog(a.log),
 		ConnState:         a.connState,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	a.log.Info("admin address", zap.String("address", l.Addr().String()))
 	errc := make(chan error, 1)
