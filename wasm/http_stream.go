@@ -1,7 +1,5 @@
 package wasm
 
-import "github.com/tetratelabs/wazero/api"
-
 // HTTPStream is one HTTP request/response pair through one plugin, pinned to
 // one instance. Calls are made by the data plane in stream order from one
 // goroutine at a time; callouts and timers may run callbacks concurrently,
@@ -26,64 +24,57 @@ type body struct {
 func (p *Plugin) NewHTTPStream(opts StreamOptions) *HTTPStream {
 	s := &HTTPStream{}
 	s.init(p, opts)
+	s.isHTTP = true
 	s.attach(func(c *contextState) { c.http = s })
 	return s
-}
-
-func (s *HTTPStream) failClosedHTTP() {
-	lr := &LocalResponse{
-		StatusCode: 503,
-		Details:    "wasm_fail_stream",
-		Body:       []byte("wasm filter failed\n"),
-		GRPCStatus: 14, // UNAVAILABLE
-	}
-	s.local = lr
-	s.cb.SendLocalResponse(lr)
 }
 
 // OnRequestHeaders runs proxy_on_request_headers. The filter may change h.
 func (s *HTTPStream) OnRequestHeaders(h *Headers, endOfStream bool) Action {
 	s.reqHeaders = h
-	return s.run(s.fn().onRequestHeaders, uint64(s.ContextID()), uint64(h.Len()), b2u(endOfStream))
+	return s.invoke(StreamHTTPRequest, s.fn().onRequestHeaders, uint64(s.ContextID()), uint64(h.Len()), b2u(endOfStream))
 }
 
 // OnRequestBody runs proxy_on_request_body with the body buffered so far and
 // returns the (possibly changed) body.
 func (s *HTTPStream) OnRequestBody(b []byte, endOfStream bool) ([]byte, Action) {
 	s.reqBody = body{b: b, set: true}
-	a := s.run(s.fn().onRequestBody, uint64(s.ContextID()), uint64(len(b)), b2u(endOfStream))
+	a := s.invoke(StreamHTTPRequest, s.fn().onRequestBody, uint64(s.ContextID()), uint64(len(b)), b2u(endOfStream))
 	return s.reqBody.b, a
 }
 
 // OnRequestTrailers runs proxy_on_request_trailers.
 func (s *HTTPStream) OnRequestTrailers(t *Headers) Action {
 	s.reqTrailers = t
-	return s.run(s.fn().onRequestTrailers, uint64(s.ContextID()), uint64(t.Len()))
+	return s.invoke(StreamHTTPRequest, s.fn().onRequestTrailers, uint64(s.ContextID()), uint64(t.Len()))
 }
 
 // OnResponseHeaders runs proxy_on_response_headers.
 func (s *HTTPStream) OnResponseHeaders(h *Headers, endOfStream bool) Action {
 	s.respHeaders = h
-	return s.run(s.fn().onResponseHeaders, uint64(s.ContextID()), uint64(h.Len()), b2u(endOfStream))
+	return s.invoke(StreamHTTPResponse, s.fn().onResponseHeaders, uint64(s.ContextID()), uint64(h.Len()), b2u(endOfStream))
 }
 
 // OnResponseBody runs proxy_on_response_body and returns the body.
 func (s *HTTPStream) OnResponseBody(b []byte, endOfStream bool) ([]byte, Action) {
 	s.respBody = body{b: b, set: true}
-	a := s.run(s.fn().onResponseBody, uint64(s.ContextID()), uint64(len(b)), b2u(endOfStream))
+	a := s.invoke(StreamHTTPResponse, s.fn().onResponseBody, uint64(s.ContextID()), uint64(len(b)), b2u(endOfStream))
 	return s.respBody.b, a
 }
 
 // OnResponseTrailers runs proxy_on_response_trailers.
 func (s *HTTPStream) OnResponseTrailers(t *Headers) Action {
 	s.respTrailers = t
-	return s.run(s.fn().onResponseTrailers, uint64(s.ContextID()), uint64(t.Len()))
+	return s.invoke(StreamHTTPResponse, s.fn().onResponseTrailers, uint64(s.ContextID()), uint64(t.Len()))
 }
 
 // Log runs proxy_on_log (the access-log phase). Close calls it if Log was
 // not called.
 func (s *HTTPStream) Log() {
-	if s.logged || s.closed || s.inst == nil || s.skipped || s.failed {
+	s.smu.Lock()
+	skip := s.logged || s.closed || s.inst == nil || s.skipped || s.failed
+	s.smu.Unlock()
+	if skip {
 		return
 	}
 	s.logged = true
@@ -117,26 +108,4 @@ func (s *HTTPStream) fn() *callbacks {
 		return &callbacks{}
 	}
 	return &s.inst.fns
-}
-
-func (s *HTTPStream) run(fn api.Function, args ...uint64) Action {
-	a := s.invoke(fn, args...)
-	if s.failed && s.local == nil {
-		s.failClosedHTTP()
-	}
-	return a
-}
-
-// afterAsync is called after a callback that the host ran outside the data
-// plane's own calls (a callout response, a timer): it delivers the events
-// and answers the stream if the filter failed.
-func (s *HTTPStream) afterAsync(err error) {
-	if err != nil && !s.failed && !s.skipped {
-		s.applyFailure(err)
-		if s.failed && s.local == nil {
-			s.failClosedHTTP()
-		}
-		return
-	}
-	s.flush()
 }

@@ -715,7 +715,7 @@ func (q *propQuery) response(rest []string) ([]byte, Status) {
 	var h, t *Headers
 	var local *LocalResponse
 	if s := q.http(); s != nil {
-		h, t, local = s.respHeaders, s.respTrailers, s.local
+		h, t, local = s.respHeaders, s.respTrailers, s.getLocal()
 	}
 	field, sub := rest[0], rest[1:]
 	switch field {

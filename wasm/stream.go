@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/tetratelabs/wazero/api"
 	"go.uber.org/zap"
@@ -41,14 +42,27 @@ type streamBase struct {
 	props  Properties
 
 	startErr error
+	// isHTTP selects the fail-closed answer: a local 503 for HTTP, closing
+	// both sides for TCP.
+	isHTTP bool
+
+	// smu guards the fields below. It is a leaf lock: taken under the
+	// instance lock by host functions, never held while taking it, and
+	// never held while calling the data plane.
+	smu sync.Mutex
 	// skipped is set when the filter failed open: it no longer runs.
 	skipped bool
 	// failed is set when the filter failed closed: the stream was answered.
 	failed  bool
 	failure error
 	local   *LocalResponse
-	events  []streamEvent
-	closed  bool
+	// paused records which directions the filter left paused, so a filter
+	// failing open from a callout resumes them.
+	paused [4]bool
+	closed bool
+
+	// events are guarded by the instance lock (see takeEvents).
+	events []streamEvent
 }
 
 func (s *streamBase) init(p *Plugin, opts StreamOptions) {
@@ -84,19 +98,20 @@ func (s *streamBase) attach(bind func(*contextState)) {
 	}
 }
 
-// invoke calls a stream callback and applies the failure policy when the
-// instance is (or becomes) unusable.
-func (s *streamBase) invoke(fn api.Function, args ...uint64) Action {
-	if s.skipped {
+// invoke calls a stream callback for direction dir and applies the failure
+// policy when the instance is (or becomes) unusable.
+func (s *streamBase) invoke(dir StreamType, fn api.Function, args ...uint64) Action {
+	s.smu.Lock()
+	skipped, failed, closed := s.skipped, s.failed, s.closed
+	s.smu.Unlock()
+	switch {
+	case skipped:
 		return ActionContinue
-	}
-	if s.failed || s.closed {
+	case failed || closed:
 		return ActionPause
-	}
-	if s.startErr != nil {
+	case s.startErr != nil:
 		return s.applyFailure(s.startErr)
-	}
-	if fn == nil {
+	case fn == nil:
 		return ActionContinue
 	}
 	inst := s.inst
@@ -106,32 +121,106 @@ func (s *streamBase) invoke(fn api.Function, args ...uint64) Action {
 		return s.applyFailure(&InstanceFailure{Kind: inst.failure})
 	}
 	res, err := inst.enterResultLocked(s.ctx, fn, args...)
-	// s.local is also set by callout and timer callbacks: read it locked.
-	answered := s.local != nil
 	inst.mu.Unlock()
 	if err != nil {
 		return s.applyFailure(err)
 	}
 	s.flush()
-	if answered {
-		return ActionPause
+	a := Action(res)
+	s.smu.Lock()
+	if s.local != nil {
+		a = ActionPause
 	}
-	return Action(res)
+	if int(dir) < len(s.paused) {
+		s.paused[dir] = a != ActionContinue
+	}
+	s.smu.Unlock()
+	return a
 }
 
-// applyFailure gives the stream its failure policy at once.
+// applyFailure gives the stream its failure policy at once: fail open skips
+// the filter (and resumes what it had paused when the failure came from a
+// callout or timer), fail closed answers an HTTP stream with a local 503 or
+// closes both sides of a connection. It runs once per stream.
 func (s *streamBase) applyFailure(err error) Action {
-	s.failure = err
-	p := s.plugin
-	p.log.Warn("wasm filter failed for this stream",
-		zap.String("failure_policy", p.cfg.FailurePolicy.String()), zap.Error(err))
 	s.flushDiscard()
+	p := s.plugin
+	s.smu.Lock()
+	if s.skipped {
+		s.smu.Unlock()
+		return ActionContinue
+	}
+	if s.failed {
+		s.smu.Unlock()
+		return ActionPause
+	}
+	s.failure = err
 	if p.cfg.FailurePolicy == FailOpen {
 		s.skipped = true
+		paused := s.paused
+		s.paused = [4]bool{}
+		s.smu.Unlock()
+		p.log.Warn("wasm filter failed for this stream; skipping it (fail open)", zap.Error(err))
+		for d, on := range paused {
+			if on {
+				s.cb.ContinueStream(StreamType(d))
+			}
+		}
 		return ActionContinue
 	}
 	s.failed = true
+	var lr *LocalResponse
+	if s.isHTTP && s.local == nil {
+		lr = &LocalResponse{
+			StatusCode: 503,
+			Details:    "wasm_fail_stream",
+			Body:       []byte("wasm filter failed\n"),
+			GRPCStatus: 14, // UNAVAILABLE
+		}
+		s.local = lr
+	}
+	s.smu.Unlock()
+	p.log.Warn("wasm filter failed for this stream",
+		zap.String("failure_policy", p.cfg.FailurePolicy.String()), zap.Error(err))
+	if s.isHTTP {
+		if lr != nil {
+			s.cb.SendLocalResponse(lr)
+		}
+	} else {
+		s.cb.CloseStream(StreamDownstream)
+		s.cb.CloseStream(StreamUpstream)
+	}
 	return ActionPause
+}
+
+// afterAsync is called after a callback the host ran outside the data
+// plane's own calls (a callout response, a timer, a queue): it delivers the
+// events, or applies the failure policy if the callback failed.
+func (s *streamBase) afterAsync(err error) {
+	if err != nil {
+		s.applyFailure(err)
+		return
+	}
+	s.flush()
+}
+
+// getLocal returns the recorded local response.
+func (s *streamBase) getLocal() *LocalResponse {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return s.local
+}
+
+// setLocal records a local response unless one exists; it reports whether
+// it did.
+func (s *streamBase) setLocal(lr *LocalResponse) bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.local != nil {
+		return false
+	}
+	s.local = lr
+	return true
 }
 
 // flush delivers events recorded during the last callback.
@@ -166,14 +255,22 @@ func (s *streamBase) takeEvents() []streamEvent {
 }
 
 // Failure is the error that made the filter fail for this stream, if any.
-func (s *streamBase) Failure() error { return s.failure }
+func (s *streamBase) Failure() error {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return s.failure
+}
 
 // Skipped reports whether the filter failed open and no longer runs.
-func (s *streamBase) Skipped() bool { return s.skipped }
+func (s *streamBase) Skipped() bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return s.skipped
+}
 
 // LocalResponse is the response the filter (or the failure policy) sent
 // instead of the upstream's, or nil.
-func (s *streamBase) LocalResponse() *LocalResponse { return s.local }
+func (s *streamBase) LocalResponse() *LocalResponse { return s.getLocal() }
 
 // ContextID is the stream's context id inside its instance (0 if the
 // stream never started).
@@ -186,10 +283,13 @@ func (s *streamBase) ContextID() uint32 {
 
 // finish runs the end of the context's life.
 func (s *streamBase) finish() {
+	s.smu.Lock()
 	if s.closed {
+		s.smu.Unlock()
 		return
 	}
 	s.closed = true
+	s.smu.Unlock()
 	if s.inst == nil || s.ctx == nil {
 		return
 	}

@@ -94,10 +94,6 @@ func hostSendLocalResponse(_ context.Context, i *instance, st []uint64) Status {
 		fields[k].Key = lowerASCII(fields[k].Key)
 	}
 	s := c.http
-	if s.local != nil {
-		// Envoy ignores a second local reply; say so.
-		return StatusBadArgument
-	}
 	lr := &LocalResponse{
 		StatusCode: code,
 		Details:    details,
@@ -108,7 +104,10 @@ func hostSendLocalResponse(_ context.Context, i *instance, st []uint64) Status {
 	if lr.GRPCStatus < 0 || lr.GRPCStatus > 16 {
 		lr.GRPCStatus = -1
 	}
-	s.local = lr
+	if !s.setLocal(lr) {
+		// Envoy ignores a second local reply; say so.
+		return StatusBadArgument
+	}
 	s.events = append(s.events, streamEvent{kind: evLocalResponse, local: lr})
 	return StatusOK
 }
