@@ -99,6 +99,9 @@ func (c *Cluster) newTransport(p protocolMode) *http.Transport {
 		} else {
 			t.Protocols.SetUnencryptedHTTP2(true)
 		}
+		// For HTTP/2 this bounds concurrent dials, not connections:
+		// concurrent first requests share one connection, as in Envoy.
+		t.MaxConnsPerHost = 1
 	case protoAuto:
 		t.Protocols.SetHTTP1(true)
 		if tlsOn {
