@@ -12,7 +12,10 @@
 ;; proxy_on_configure: when proxy_get_current_time_nanoseconds reads 0 (a
 ;; test's clock set to the Unix epoch) it logs WARN
 ;; "configure rejected: clock is zero" and returns 0, so tests can make the
-;; replacement of an instance fail on purpose. Otherwise it returns 1.
+;; replacement of an instance fail on purpose. When the clock reads 1 ns and
+;; the plugin configuration is not empty, it logs INFO "configure slow" and
+;; spins for 2^24 loop iterations (tens of milliseconds) first, so tests can
+;; act while an instance is being started. Otherwise it returns 1.
 ;;
 ;; proxy_on_request_headers, by request header:
 ;;   x-trap        -> unreachable (the instance traps)
@@ -79,6 +82,7 @@
   (data (i32.const 0x0590) "denied")             ;; 6
   (data (i32.const 0x05a0) "ctl_local")          ;; 9
   (data (i32.const 0x05b0) "configure rejected: clock is zero") ;; 33
+  (data (i32.const 0x05e0) "configure slow")     ;; 14
 
   ;; ---- bump allocator over $heap; grows memory on demand ----
   (global $heap (mut i32) (i32.const 0x10000))
@@ -162,12 +166,21 @@
 
   (func $proxy_on_configure (export "proxy_on_configure")
     (param $root i32) (param $size i32) (result i32)
+    (local $spin i32)
     (i64.store (i32.const 0x0108) (i64.const -1))
     (drop (call $proxy_get_current_time_nanoseconds (i32.const 0x0108)))
     (if (i64.eqz (i64.load (i32.const 0x0108)))
       (then
         (drop (call $proxy_log (i32.const 3) (i32.const 0x05b0) (i32.const 33)))
         (return (i32.const 0))))
+    (if (i32.and (i64.eq (i64.load (i32.const 0x0108)) (i64.const 1))
+                 (i32.ne (local.get $size) (i32.const 0)))
+      (then
+        (drop (call $proxy_log (i32.const 2) (i32.const 0x05e0) (i32.const 14)))
+        (local.set $spin (i32.const 0x1000000))
+        (loop $busy
+          (local.set $spin (i32.sub (local.get $spin) (i32.const 1)))
+          (br_if $busy (local.get $spin)))))
     (call $str (i32.const 0x0420) (i32.const 9))
     (call $num (local.get $root))
     (call $num (local.get $size))
