@@ -310,3 +310,49 @@ func itoa(v uint32) string {
 		}
 	}
 }
+
+// TestContainmentTCPPolicies: a network filter that traps closes both
+// directions (fail closed) or lets the bytes through unmodified (fail
+// open), and a later connection works on a fresh instance.
+func TestContainmentTCPPolicies(t *testing.T) {
+	for _, pc := range policyCases {
+		t.Run(pc.policy.String(), func(t *testing.T) {
+			h := wasmtest.New(t, wasmtest.Options{
+				Path:   filepath.Join("testdata", "harness", "tcp.wasm"),
+				Plugin: wasm.PluginConfig{Name: "tcp", FailurePolicy: pc.policy},
+				Quiet:  true,
+			})
+			c := h.TCP()
+			c.NewConnection()
+			act := c.DownstreamData([]byte("trap me"), false)
+			if c.Failure() == nil {
+				t.Fatal("no failure")
+			}
+			if pc.open {
+				c.DownstreamData([]byte(" and more"), true)
+				c.UpstreamData([]byte("reply"), true)
+				if act != wasm.ActionContinue || !c.Skipped() || c.Closed() ||
+					string(c.Downstream().Data) != "trap me and more" || string(c.Upstream().Data) != "reply" {
+					t.Fatalf("fail open: action %d skipped %v closed %v down %q up %q",
+						act, c.Skipped(), c.Closed(), c.Downstream().Data, c.Upstream().Data)
+				}
+			} else {
+				evs := c.Events()
+				if act != wasm.ActionPause || len(evs) != 2 || evs[0].Kind != wasmtest.EventClose || evs[1].Kind != wasmtest.EventClose ||
+					evs[0].Stream == evs[1].Stream || len(c.Downstream().Data) != 0 {
+					t.Fatalf("fail closed: action %d events %v down %q", act, evs, c.Downstream().Data)
+				}
+			}
+			c.Done()
+			mustOnly(t, h, wasm.FailureTrap, 1)
+			h.MustLiveInstances(1, replaceTimeout)
+			c2 := h.TCP()
+			c2.NewConnection()
+			c2.DownstreamData([]byte("hello"), true)
+			if c2.Failure() != nil || string(c2.Downstream().Data) != ">hello" {
+				t.Fatalf("connection after the failure: %v %q", c2.Failure(), c2.Downstream().Data)
+			}
+			c2.Done()
+		})
+	}
+}
