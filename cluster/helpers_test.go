@@ -161,6 +161,32 @@ type upstream struct {
 	status atomic.Int64 // response status; 0 means 200
 	proto  atomic.Value // last request's protocol
 	hosts  sync.Map     // Host headers seen
+
+	holdMu sync.Mutex
+	holdCh chan struct{} // "/hold" responses stream until it is closed
+}
+
+// release ends every "/hold" response in progress and later ones.
+func (u *upstream) release() {
+	u.holdMu.Lock()
+	defer u.holdMu.Unlock()
+	if u.holdCh == nil {
+		u.holdCh = make(chan struct{})
+	}
+	select {
+	case <-u.holdCh:
+	default:
+		close(u.holdCh)
+	}
+}
+
+func (u *upstream) holdChan() chan struct{} {
+	u.holdMu.Lock()
+	defer u.holdMu.Unlock()
+	if u.holdCh == nil {
+		u.holdCh = make(chan struct{})
+	}
+	return u.holdCh
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -173,8 +199,14 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(5 * time.Second):
 		}
 	}
-	if r.URL.Path == "/block" {
-		<-r.Context().Done()
+	if r.URL.Path == "/hold" {
+		w.Header().Set("x-upstream", u.name)
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-u.holdChan():
+		case <-r.Context().Done():
+		}
 		return
 	}
 	w.Header().Set("x-upstream", u.name)
