@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -79,7 +80,17 @@ type Manager struct {
 	upgrades              map[string]bool
 
 	stats *managerStats
+
+	// draining makes HTTP/1 responses carry "Connection: close" so clients
+	// move to the new listener without racing an idle-connection close.
+	draining atomic.Bool
 }
+
+// StartDrain makes every later HTTP/1.1 response close its connection
+// (Envoy's drain: clients reconnect, to the listener's new version if one
+// took the socket). HTTP/2 connections get GOAWAY from the server's
+// Shutdown.
+func (m *Manager) StartDrain() { m.draining.Store(true) }
 
 type managerStats struct {
 	rqTotal, rqHTTP1, rqHTTP2, rqCompleted *stats.Counter

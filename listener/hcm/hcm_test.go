@@ -155,12 +155,12 @@ http_filters:
 func TestConnectionManagerEndToEnd(t *testing.T) {
 	f := newFixture(t, baseHCM)
 	tests := []struct {
-		name, path       string
-		h2               bool
-		reqHeaders       map[string]string
-		wantStatus       int
-		wantBody         string
-		wantHeaders      map[string]string
+		name, path  string
+		h2          bool
+		reqHeaders  map[string]string
+		wantStatus  int
+		wantBody    string
+		wantHeaders map[string]string
 	}{
 		{name: "proxied through the wasm filter over HTTP/1.1", path: "/hello", wantStatus: 200,
 			wantBody: "upstream GET /hello", wantHeaders: map[string]string{"x-greeting": "hi from wasm", "x-vhost": "yes", "server": "envoy"}},

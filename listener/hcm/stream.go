@@ -534,6 +534,9 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 	if m.via != "" {
 		wh.Add("Via", m.via)
 	}
+	if m.draining.Load() && s.r.ProtoMajor == 1 {
+		wh.Set("Connection", "close")
+	}
 	for k := range trailer {
 		wh.Add("Trailer", k)
 	}
