@@ -1,17 +1,21 @@
 # wasmesh — the two commands a fresh machine needs:
-#   make demo   runs the main job (a filter in front of an embedded upstream)
+#   make run    runs the main job: the gateway on :10000 with the example
+#               Proxy-Wasm filter in front of an embedded upstream
 #   make test   installs what the tests need and runs the whole suite
 # .ci/run calls `make test`.
 
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build demo serve test deps deps-debian check-wasm wasm vet bench
+.PHONY: all build run demo serve test deps deps-debian check-wasm wasm vet bench
 
 all: build
 
 build:
 	$(GO) build -o bin/wasmesh ./cmd/wasmesh
+
+run:
+	$(GO) run ./cmd/wasmesh -c examples/envoy/greeting.yaml
 
 demo:
 	$(GO) run ./cmd/wasmesh demo
