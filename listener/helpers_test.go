@@ -32,6 +32,7 @@ import (
 	"github.com/wasmesh/wasmesh/listener/hcm"
 	"github.com/wasmesh/wasmesh/stats"
 	"github.com/wasmesh/wasmesh/xds/bootstrap"
+	"google.golang.org/protobuf/proto"
 )
 
 // testCA is a throwaway certificate authority.
@@ -305,3 +306,5 @@ func rawExchange(t testing.TB, addr string, msg string) string {
 	}
 	return string(b)
 }
+
+func parseYAML(y string, m proto.Message) error { return bootstrap.Parse([]byte(y), m, false) }

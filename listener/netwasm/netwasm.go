@@ -132,6 +132,6 @@ func (f *filter) ContinueStream(t wasm.StreamType) {
 }
 
 // CloseStream closes the connection, as Envoy does for either direction.
-func (f *filter) CloseStream(wasm.StreamType)          { f.conn.Close() }
+func (f *filter) CloseStream(wasm.StreamType)           { f.conn.Close() }
 func (f *filter) SendLocalResponse(*wasm.LocalResponse) {}
 func (f *filter) ClearRouteCache()                      {}

@@ -464,18 +464,18 @@ func (c *Conn) teardown() {
 // queue is one direction's bytes waiting to be written, in order. Whoever
 // pushes writes (flush) unless another goroutine already is.
 type queue struct {
-	c        *Conn
-	mu       sync.Mutex
-	cond     *sync.Cond
-	dst      net.Conn
-	toDown   bool
-	bufs     [][]byte
-	size     int
-	eos      bool
-	eosDone  bool
-	writing  bool
-	closed   bool
-	dlSet    bool
+	c       *Conn
+	mu      sync.Mutex
+	cond    *sync.Cond
+	dst     net.Conn
+	toDown  bool
+	bufs    [][]byte
+	size    int
+	eos     bool
+	eosDone bool
+	writing bool
+	closed  bool
+	dlSet   bool
 }
 
 func newQueue(c *Conn, dst net.Conn, toDown bool) *queue {

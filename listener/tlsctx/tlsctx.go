@@ -487,10 +487,9 @@ func compileValidation(path string, vc *tlsv3.CertificateValidationContext) (*va
 
 // apply sets how the handshake asks for and checks client certificates.
 func (v *validation) apply(cfg *tls.Config, require bool, st *Stats) {
+	// The certificate is requested, and its absence judged below, so the
+	// failure is counted like every other verification failure.
 	cfg.ClientAuth = tls.RequestClientCert
-	if require {
-		cfg.ClientAuth = tls.RequireAnyClientCert
-	}
 	if v.roots != nil {
 		cfg.ClientCAs = v.roots
 	}
