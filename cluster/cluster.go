@@ -157,7 +157,7 @@ func newCluster(m *Manager, cfg *config) (*Cluster, error) {
 // outlier sweeps. eds, if set, overrides the static load_assignment.
 func (c *Cluster) start(eds *assignment) {
 	if len(c.cfg.health) > 0 {
-		c.hc = health.NewChecker(c.ctx, c.cfg.health, health.Options{
+		opts := health.Options{
 			Cluster:    c.name,
 			Dial:       c.dialHealthCheck,
 			Logger:     c.log.With(zap.String("component", "hc")),
@@ -165,7 +165,11 @@ func (c *Cluster) start(eds *assignment) {
 			HasTraffic: c.traffic.Load,
 			OnChange:   c.onHealthChange,
 			Rand:       c.rand,
-		})
+		}
+		if c.outlier != nil && c.cfg.outlier.unejectOnHC {
+			opts.OnHealthyCheck = c.onHealthyCheck
+		}
+		c.hc = health.NewChecker(c.ctx, c.cfg.health, opts)
 		c.hcWaiting = map[string]bool{}
 	}
 	if c.outlier != nil {
@@ -546,6 +550,20 @@ func (c *Cluster) onHealthChange(key string, st health.State) {
 	}
 	if changed {
 		c.log.Debug("host health changed", zap.String("host", h.Address()), zap.String("flags", h.HealthFlags()))
+		c.rebuildLocked()
+	}
+}
+
+// onHealthyCheck brings an outlier-ejected host back when an active health
+// check passes (successful_active_health_check_uneject_host).
+func (c *Cluster) onHealthyCheck(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.byKey[key]
+	if h == nil || h.flags.Load()&flagFailedOutlier == 0 {
+		return
+	}
+	if c.outlier.unejectOnHealthy(h) {
 		c.rebuildLocked()
 	}
 }

@@ -256,10 +256,12 @@ func endpointsYAML(t testing.TB, addrs ...string) string {
 }
 
 func staticCluster(t testing.TB, name, extra string, addrs ...string) string {
+	if !strings.Contains(extra, "connect_timeout") {
+		extra = "connect_timeout: 1s\n" + extra
+	}
 	return fmt.Sprintf(`
 name: %s
 type: STATIC
-connect_timeout: 1s
 %s
 load_assignment:
   cluster_name: %s
@@ -297,3 +299,7 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 var _ = proto.Clone
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

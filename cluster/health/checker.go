@@ -57,6 +57,10 @@ type Options struct {
 	// OnChange is called, from a checker goroutine and without locks held,
 	// whenever a target's State changes.
 	OnChange func(key string, s State)
+	// OnHealthyCheck, if set, is called after every check that leaves the
+	// target healthy (Envoy's check-complete callback, which lets an
+	// outlier-ejected host come back on a passing health check).
+	OnHealthyCheck func(key string)
 	// Rand is the jitter source; nil uses math/rand/v2.
 	Rand func() uint64
 }
@@ -269,6 +273,14 @@ func (s *session) run(ctx context.Context) {
 		tr, wasFirst := s.apply(r)
 		if tr == changed || wasFirst {
 			s.tg.report()
+		}
+		if r == resultSuccess && c.opts.OnHealthyCheck != nil {
+			s.tg.mu.Lock()
+			ok, gone := s.tg.state.Healthy, s.tg.gone
+			s.tg.mu.Unlock()
+			if ok && !gone {
+				c.opts.OnHealthyCheck(t.Key)
+			}
 		}
 		timer.Reset(s.next(tr))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -54,6 +55,7 @@ type Config struct {
 
 	// HTTP
 	host, path, method string
+	url                *url.URL
 	add                []header
 	remove             []string
 	expected           [][2]uint32 // [start, end)
@@ -181,8 +183,11 @@ func compileHTTP(c *compiler, path string, h *corev3.HealthCheck_HttpHealthCheck
 	c.only(path, h, "host", "path", "send", "receive", "request_headers_to_add", "request_headers_to_remove",
 		"expected_statuses", "retriable_statuses", "codec_client_type", "method", "response_buffer_size")
 	cfg.host, cfg.path = h.GetHost(), h.GetPath()
-	if cfg.path == "" || !strings.HasPrefix(cfg.path, "/") {
+	u, err := url.ParseRequestURI(cfg.path)
+	if err != nil || !strings.HasPrefix(cfg.path, "/") {
 		c.errf(path+".path", "must be an absolute path, got %q", cfg.path)
+	} else {
+		cfg.url = u
 	}
 	cfg.method = http.MethodGet
 	switch h.GetMethod() {

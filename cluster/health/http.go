@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 
 	"go.uber.org/zap"
 )
@@ -85,16 +84,17 @@ func (s *session) checkHTTP(ctx context.Context, t *Target) result {
 	if host == "" {
 		host = s.tg.c.opts.Cluster
 	}
-	u := &url.URL{Scheme: "http", Host: "health-check.invalid", Opaque: cfg.path}
 	var body io.Reader
 	if len(cfg.httpSend) > 0 {
 		body = bytes.NewReader(cfg.httpSend)
 	}
-	req, err := http.NewRequestWithContext(ctx, cfg.method, u.String(), body)
+	req, err := http.NewRequestWithContext(ctx, cfg.method, "http://health-check.invalid/", body)
 	if err != nil {
 		return resultNetwork
 	}
-	req.URL.Opaque = cfg.path
+	u := *cfg.url
+	u.Scheme, u.Host = "http", "health-check.invalid"
+	req.URL = &u
 	req.Host = host
 	req.Header.Set("User-Agent", "Envoy/HC")
 	for _, h := range cfg.add {
@@ -106,6 +106,10 @@ func (s *session) checkHTTP(ctx context.Context, t *Target) result {
 	}
 	for _, k := range cfg.remove {
 		req.Header.Del(k)
+		if k == "user-agent" {
+			// An empty value keeps net/http from adding its own.
+			req.Header.Set("User-Agent", "")
+		}
 	}
 	resp, err := s.httpTransport().RoundTrip(req)
 	if err != nil {
