@@ -169,6 +169,11 @@ func (i *instance) stopPlugin(p *Plugin) {
 		return
 	}
 	delete(i.roots, p)
-	root.stopTick()
 	i.finishContextLocked(root)
+	// A root whose proxy_on_done returned false keeps its timer, as in
+	// Envoy: it usually calls proxy_done from proxy_on_tick. Once finished,
+	// the timer no longer fires into it (scheduleTickLocked).
+	if !root.pendingDone {
+		root.stopTick()
+	}
 }

@@ -48,15 +48,48 @@ func (i *instance) scheduleTickLocked(c *contextState) {
 	var t *time.Timer
 	t = time.AfterFunc(period, func() {
 		i.mu.Lock()
-		defer i.mu.Unlock()
 		if c.tickTimer != t || c.finished || i.dead.Load() {
+			i.mu.Unlock()
 			return
 		}
 		err := i.enterLocked(c, i.fns.onTick, uint64(c.id))
-		if err != nil || c.tickTimer != t {
-			return
+		if err == nil && c.tickTimer == t {
+			i.scheduleTickLocked(c)
 		}
-		i.scheduleTickLocked(c)
+		touched := i.tickedStreamsLocked(c)
+		i.mu.Unlock()
+		for _, s := range touched {
+			s.afterAsync(nil)
+		}
 	})
 	c.tickTimer = t
+}
+
+// tickedStreamsLocked returns the streams of root whose filter asked
+// something of the data plane during root's proxy_on_tick (after
+// proxy_set_effective_context: continue, close, local response), so the
+// timer delivers it like a callout completion does. A stream the data plane
+// already closed (pending proxy_done) has nothing left to resume.
+func (i *instance) tickedStreamsLocked(root *contextState) []interface{ afterAsync(error) } {
+	var out []interface{ afterAsync(error) }
+	for _, sc := range i.contexts {
+		if sc.root != root {
+			continue
+		}
+		switch {
+		case sc.http != nil && len(sc.http.events) > 0:
+			if sc.pendingDone {
+				sc.http.events = nil
+				continue
+			}
+			out = append(out, sc.http)
+		case sc.tcp != nil && len(sc.tcp.events) > 0:
+			if sc.pendingDone {
+				sc.tcp.events = nil
+				continue
+			}
+			out = append(out, sc.tcp)
+		}
+	}
+	return out
 }
