@@ -103,9 +103,6 @@ func TestHTTPStreamLocalResponseEvent(t *testing.T) {
 // proxy_set_effective_context). The continue must reach the data plane
 // without another callback on the stream.
 func TestHTTPStreamAsyncContinue(t *testing.T) {
-	t.Skip("core bug: a stream event recorded from another context's callback " +
-		"(proxy_set_effective_context + proxy_continue_stream in proxy_on_tick, timers.go) " +
-		"is never delivered: only callouts call afterAsync, and only for their own context")
 	h := wasmtest.New(t, wasmtest.Options{Path: ctlWasm})
 	s := h.HTTP()
 	if a := s.RequestHeadersEnd(":path", "/", "x-pause", "1"); a != wasm.ActionPause {
