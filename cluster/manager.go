@@ -202,6 +202,21 @@ func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
 	cl.start(eds)
 	select {
 	case <-cl.ready:
+	case <-cl.ctx.Done():
+		// Closed while warming: by a newer Add or a Remove of the name
+		// (which decide), or by Close or the manager's context.
+		cl.Close()
+		m.mu.Lock()
+		closed := m.closed
+		if m.warming[name] == cl {
+			delete(m.warming, name)
+			m.cmWarming.Set(uint64(len(m.warming)))
+		}
+		m.mu.Unlock()
+		if closed || m.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return nil
 	case <-ctx.Done():
 		m.mu.Lock()
 		if m.warming[name] == cl {

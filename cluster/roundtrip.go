@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 )
 
@@ -64,16 +65,17 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 		h.touch(c.m.opts.now())
 	}
 
-	out := *req
-	u := *req.URL
-	u.Scheme, u.Host = c.tr.scheme, h.urlHost()
-	out.URL = &u
+	// One allocation for the request copy, its URL and the completion
+	// bookkeeping together.
+	st := &rtState{req: *req, url: *req.URL, body: body{done: completion{c: c, h: h, b: b, slot: slot}}}
+	out, done := &st.req, &st.body.done
+	st.url.Scheme, st.url.Host = c.tr.scheme, h.urlHost()
+	out.URL = &st.url
 	if out.Host == "" {
 		out.Host = req.URL.Host
 	}
-	resp, err := t.RoundTrip(&out)
+	resp, err := t.RoundTrip(out)
 	if err != nil {
-		done := &completion{c: c, h: h, b: b, slot: slot}
 		done.finish()
 		return nil, h, c.failed(req.Context(), h, err)
 	}
@@ -88,7 +90,6 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 		c.outlier.reportConnectOK(h)
 		c.outlier.reportCode(h, status)
 	}
-	done := &completion{c: c, h: h, b: b, slot: slot}
 	switch {
 	case resp.Body == nil || resp.Body == http.NoBody:
 		done.finish()
@@ -97,11 +98,20 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 			resp.Body = &upgradeBody{rw: rw, done: done}
 			break
 		}
-		resp.Body = &body{rc: resp.Body, done: done}
+		st.body.rc = resp.Body
+		resp.Body = &st.body
 	default:
-		resp.Body = &body{rc: resp.Body, done: done}
+		st.body.rc = resp.Body
+		resp.Body = &st.body
 	}
 	return resp, h, nil
+}
+
+// rtState is what one RoundTrip allocates.
+type rtState struct {
+	req  http.Request
+	url  url.URL
+	body body
 }
 
 // failed classifies a transport error, reports it to the outlier detector
@@ -168,7 +178,7 @@ func (d *completion) finish() {
 // body is a response body that releases the request when it ends.
 type body struct {
 	rc   io.ReadCloser
-	done *completion
+	done completion
 }
 
 func (b *body) Read(p []byte) (int, error) {

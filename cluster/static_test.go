@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +227,43 @@ outlier_detection: {interval: 0.01s}
 	a.srv.Close()
 	if st.value("cluster.backend.upstream_cx_active") != 0 {
 		t.Fatalf("connections left open: %d", st.value("cluster.backend.upstream_cx_active"))
+	}
+}
+
+func TestAddWhileWarmingIsSuperseded(t *testing.T) {
+	// A cluster whose health check never answers warms forever; a newer
+	// Add of the same name takes over and the first Add returns.
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hang.Close)
+	a := startUpstream(t, "a")
+	e := newEnv(t, nil)
+	first := make(chan error, 1)
+	go func() {
+		first <- e.m.Add(context.Background(), parseCluster(t, staticCluster(t, "w", `health_checks:
+- {timeout: 10s, interval: 10s, unhealthy_threshold: 1, healthy_threshold: 1, http_health_check: {path: /h}}`, hang.Listener.Addr().String())))
+	}()
+	eventually(t, 5*time.Second, "warming", func() bool { return e.stats.value("cluster_manager.warming_clusters") == 1 })
+	e.add(staticCluster(t, "w", "", a.addr))
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Fatalf("superseded Add: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("superseded Add still blocked")
+	}
+	if name, _, _ := get(t, e.m.Get("w"), "/", cluster.LoadBalancerContext{}); name != "a" {
+		t.Fatal("newer config not serving")
+	}
+	// Close ends a warming Add too.
+	second := make(chan error, 1)
+	go func() {
+		second <- e.m.Add(context.Background(), parseCluster(t, staticCluster(t, "w2", `health_checks:
+- {timeout: 10s, interval: 10s, unhealthy_threshold: 1, healthy_threshold: 1, http_health_check: {path: /h}}`, hang.Listener.Addr().String())))
+	}()
+	eventually(t, 5*time.Second, "warming", func() bool { return e.stats.value("cluster_manager.warming_clusters") == 1 })
+	e.m.Close()
+	if err := <-second; !errors.Is(err, cluster.ErrClosed) {
+		t.Fatalf("Add during Close: %v", err)
 	}
 }

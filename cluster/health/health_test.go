@@ -51,7 +51,7 @@ func (r *recorder) last(key string) (health.State, int) {
 	return s[len(s)-1], len(s)
 }
 
-func compile(t *testing.T, y string) *health.Config {
+func compileProto(t testing.TB, y string) *corev3.HealthCheck {
 	t.Helper()
 	j, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {
@@ -61,6 +61,12 @@ func compile(t *testing.T, y string) *health.Config {
 	if err := protojson.Unmarshal(j, hc); err != nil {
 		t.Fatal(err)
 	}
+	return hc
+}
+
+func compile(t *testing.T, y string) *health.Config {
+	t.Helper()
+	hc := compileProto(t, y)
 	if err := hc.ValidateAll(); err != nil {
 		t.Fatal(err)
 	}
