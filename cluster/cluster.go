@@ -309,6 +309,9 @@ func (c *Cluster) newHost(s *hostSpec, key string) *Host {
 	h := &Host{cluster: c, key: key, network: s.network}
 	addr := s.address
 	h.addr.Store(&addr)
+	if s.network == "unix" {
+		h.pipeURL = "unix-" + itoa(int(uint32(lb.XXHash64([]byte(addr), 0)))) + ".invalid:1"
+	}
 	c.updateHost(h, s)
 	if c.hc != nil && !s.hcOff {
 		f := flagFailedActiveHC | flagPendingActiveHC
@@ -504,7 +507,7 @@ func (c *Cluster) hostForURL(u string) *Host {
 // address, or a stand-in name for pipes.
 func (h *Host) urlHost() string {
 	if h.network == "unix" {
-		return "unix-" + itoa(int(uint32(lb.XXHash64([]byte(h.Address()), 0)))) + ".invalid"
+		return h.pipeURL
 	}
 	return h.Address()
 }

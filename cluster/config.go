@@ -267,7 +267,7 @@ func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
 			e.errf("original_dst_lb_config", "only valid for an ORIGINAL_DST cluster")
 		}
 		if la := c.GetLoadAssignment(); la != nil {
-			cfg.assignment = compileAssignment(e, "load_assignment", la, cfg.kind, cfg.useHostnameForHashing)
+			cfg.assignment = compileAssignment(e, "load_assignment", la, cfg.kind)
 		} else if cfg.kind != discEDS {
 			e.errf("load_assignment", "required for a %s cluster", cfg.kind)
 		}
@@ -501,10 +501,10 @@ func compileH2(e *errs, path string, o *corev3.Http2ProtocolOptions) *http.HTTP2
 		h.MaxDecoderHeaderTableSize = int(v.GetValue())
 		h.MaxEncoderHeaderTableSize = int(v.GetValue())
 	}
-	if v := o.GetMaxConcurrentStreams(); v != nil {
-		// Go's client always honours the server's SETTINGS limit; a local
-		// limit below it is enforced by queuing on the connection.
-		h.StrictMaxConcurrentRequests = false
+	if v := o.GetMaxConcurrentStreams(); v != nil && v.GetValue() < 2147483647 {
+		// Go's client follows the server's SETTINGS_MAX_CONCURRENT_STREAMS;
+		// a lower client-side limit cannot be enforced.
+		e.unsupportedValue(at(path, "max_concurrent_streams"), v.GetValue())
 	}
 	if ka := o.GetConnectionKeepalive(); ka != nil {
 		e.only(at(path, "connection_keepalive"), ka, "interval", "timeout")
@@ -653,7 +653,7 @@ func compileDNS(e *errs, c *clusterv3.Cluster, cfg *config) {
 }
 
 // compileAssignment turns a ClusterLoadAssignment into host specs.
-func compileAssignment(e *errs, path string, cla *endpointv3.ClusterLoadAssignment, kind discovery, useHostname bool) *assignment {
+func compileAssignment(e *errs, path string, cla *endpointv3.ClusterLoadAssignment, kind discovery) *assignment {
 	e.only(path, cla, "cluster_name", "endpoints", "policy")
 	a := &assignment{overprovisioning: lb.DefaultOverprovisioningFactor}
 	if p := cla.GetPolicy(); p != nil {
@@ -779,7 +779,7 @@ func compileEndpoints(name string, cla *endpointv3.ClusterLoadAssignment, kind d
 		e.addValidation("", err)
 		return nil, e.err()
 	}
-	a := compileAssignment(e, "", cla, kind, false)
+	a := compileAssignment(e, "", cla, kind)
 	if !e.ok() {
 		return nil, e.err()
 	}

@@ -25,13 +25,13 @@ func (c *Cluster) startDNS() {
 	if a == nil {
 		return
 	}
-	c.overprov = a.overprovisioning
-	c.weighted = a.weightedHealth
 	targets := make([]*dnsTarget, len(a.hosts))
 	for i := range a.hosts {
 		targets[i] = &dnsTarget{spec: a.hosts[i]}
 	}
 	c.mu.Lock()
+	c.overprov = a.overprovisioning
+	c.weighted = a.weightedHealth
 	c.initWait += len(targets)
 	c.mu.Unlock()
 	for _, t := range targets {

@@ -45,6 +45,7 @@ type Host struct {
 	cluster *Cluster
 	key     string
 	network string // "tcp" or "unix"
+	pipeURL string // stand-in authority for a pipe
 	addr    atomic.Pointer[string]
 	info    atomic.Pointer[hostInfo]
 

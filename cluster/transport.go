@@ -16,7 +16,6 @@ import (
 type transports struct {
 	h1, h2 *http.Transport
 	scheme string
-	h1Once sync.Once
 	c      *Cluster
 }
 
@@ -36,7 +35,7 @@ func (t *transports) forRequest(req *http.Request, lbc *LoadBalancerContext) *ht
 	switch t.c.cfg.protocol {
 	case protoHTTP2:
 		if isUpgrade(req) {
-			return t.h1Lazy()
+			return t.h1
 		}
 		return t.h2
 	case protoDownstream:
@@ -44,19 +43,10 @@ func (t *transports) forRequest(req *http.Request, lbc *LoadBalancerContext) *ht
 			return t.h2
 		}
 	}
-	return t.h1Lazy()
+	return t.h1
 }
 
 func isUpgrade(req *http.Request) bool { return req.Header.Get("Upgrade") != "" }
-
-func (t *transports) h1Lazy() *http.Transport {
-	t.h1Once.Do(func() {
-		if t.h1 == nil {
-			t.h1 = t.c.newTransport(protoHTTP1)
-		}
-	})
-	return t.h1
-}
 
 func (c *Cluster) buildTransports() {
 	c.tr.c = c
@@ -64,8 +54,11 @@ func (c *Cluster) buildTransports() {
 	if c.cfg.tls != nil {
 		c.tr.scheme = "https"
 	}
+	// An HTTP/1.1 pool exists for every cluster (upgrades on HTTP/2
+	// clusters use it); a Transport costs nothing until it dials.
 	switch c.cfg.protocol {
 	case protoHTTP2:
+		c.tr.h1 = c.newTransport(protoHTTP1)
 		c.tr.h2 = c.newTransport(protoHTTP2)
 	case protoDownstream:
 		c.tr.h1 = c.newTransport(protoHTTP1)
