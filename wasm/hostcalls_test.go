@@ -273,6 +273,22 @@ func TestHostcallsGeneral(t *testing.T) {
 		{name: "unknown case stops at the query", path: "/t/nope?x=/t/log/levels", status: 404, body: "unknown case nope"},
 		{name: "query is not part of the case", path: "/t/log/get_level?x=1", status: 200, body: "2"},
 	})
+
+	// After a local response the module ignores the stream's later
+	// callbacks: a response map case answered 400 in proxy_on_request_headers
+	// does not act on the response headers.
+	t.Run("callbacks after a local response", func(t *testing.T) {
+		before := len(h.Logs())
+		s := h.HTTP()
+		s.RequestHeadersEnd(hcRequest("/t/response_headers/get")...)
+		s.ResponseHeadersEnd(":status", "200")
+		s.ResponseTrailers("x-t", "1")
+		s.Done()
+		hcCheckLocal(t, hcCase{status: 400, body: "missing request header x-name"}, s.LocalResponse())
+		if l := h.Logs()[before:].Containing("hostcalls: response_headers/"); len(l) > 0 {
+			t.Fatalf("the module acted after its local response:\n%s", l)
+		}
+	})
 }
 
 // TestHostcallsCoverage fails when a case path listed in the README's
