@@ -67,6 +67,10 @@ type instance struct {
 	callouts calloutTable
 	// deferred runs after the current outermost callback returns.
 	deferred []func()
+	// arities caches guest function arities; allocStack is the stack of
+	// nested allocation calls.
+	arities    map[api.Function]arity
+	allocStack [1]uint64
 
 	// Watchdog state.
 	busy     atomic.Bool
@@ -200,7 +204,8 @@ func (i *instance) callLocked(fn api.Function, args ...uint64) (uint64, error) {
 	if i.dead.Load() {
 		return 0, &InstanceFailure{Kind: i.failure}
 	}
-	n := len(fn.Definition().ParamTypes())
+	ar := i.arityOf(fn)
+	n := ar.params
 	if n > len(args) {
 		n = len(args)
 	}
@@ -225,10 +230,27 @@ func (i *instance) callLocked(fn api.Function, args ...uint64) (uint64, error) {
 		}
 		return 0, i.dieLocked(err)
 	}
-	if len(fn.Definition().ResultTypes()) == 0 {
+	if ar.results == 0 {
 		return 0, nil
 	}
 	return stack[0], nil
+}
+
+// arity is a guest function's parameter and result counts.
+type arity struct{ params, results int }
+
+// arityOf returns fn's arity, cached: the definition's type lists allocate.
+func (i *instance) arityOf(fn api.Function) arity {
+	if a, ok := i.arities[fn]; ok {
+		return a
+	}
+	d := fn.Definition()
+	a := arity{params: len(d.ParamTypes()), results: len(d.ResultTypes())}
+	if i.arities == nil {
+		i.arities = map[api.Function]arity{}
+	}
+	i.arities[fn] = a
+	return a
 }
 
 // InstanceFailure is returned when a callback killed its instance.
@@ -333,15 +355,14 @@ func (i *instance) allocate(size uint32) (uint32, bool) {
 		return 0, false
 	}
 	// Nested call: use a separate stack so the outer call's is untouched.
-	var stack [1]uint64
-	stack[0] = uint64(size)
+	i.allocStack[0] = uint64(size)
 	i.depth++
-	err := fn.CallWithStack(i.ctx, stack[:])
+	err := fn.CallWithStack(i.ctx, i.allocStack[:])
 	i.depth--
 	if err != nil {
 		return 0, false
 	}
-	ptr := uint32(stack[0])
+	ptr := uint32(i.allocStack[0])
 	if ptr == 0 && size > 0 {
 		return 0, false
 	}
@@ -401,9 +422,29 @@ func (i *instance) copyOut(data []byte, retPtr, retSize uint32) Status {
 	return StatusOK
 }
 
-// copyOutString is copyOut for a string.
+// copyOutString is copyOut for a string, without converting it.
 func (i *instance) copyOutString(s string, retPtr, retSize uint32) Status {
-	return i.copyOut([]byte(s), retPtr, retSize)
+	if _, ok := i.mem.Read(retPtr, 4); !ok {
+		return StatusInvalidMemoryAccess
+	}
+	if _, ok := i.mem.Read(retSize, 4); !ok {
+		return StatusInvalidMemoryAccess
+	}
+	var ptr uint32
+	if len(s) > 0 {
+		if uint64(len(s)) > uint64(^uint32(0)) {
+			return StatusInvalidMemoryAccess
+		}
+		p, ok := i.allocate(uint32(len(s)))
+		if !ok || !i.mem.WriteString(p, s) {
+			return StatusInvalidMemoryAccess
+		}
+		ptr = p
+	}
+	if !i.writeU32(retPtr, ptr) || !i.writeU32(retSize, uint32(len(s))) {
+		return StatusInvalidMemoryAccess
+	}
+	return StatusOK
 }
 
 // now is the runtime's clock.

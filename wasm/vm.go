@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -177,11 +178,23 @@ func (vm *VM) pick() (*instance, error) {
 	}
 	n := len(vm.slots)
 	start := int(vm.next.Add(1))
+	var busy *instance
 	for k := 0; k < n; k++ {
 		s := vm.slots[(start+k)%n]
-		if s != nil && !s.dead.Load() {
+		if s == nil || s.dead.Load() {
+			continue
+		}
+		// Prefer an instance that is not inside a callback, so a stream
+		// does not queue behind a long (or runaway) call.
+		if !s.busy.Load() {
 			return s, nil
 		}
+		if busy == nil {
+			busy = s
+		}
+	}
+	if busy != nil {
+		return busy, nil
 	}
 	return nil, ErrNoInstance
 }
@@ -228,10 +241,27 @@ func (vm *VM) replace(slot int) {
 				todo = append(todo, p)
 			}
 		}
+		var gone []*Plugin
+		for _, p := range started {
+			if !containsPlugin(vm.plugins, p) {
+				gone = append(gone, p)
+			}
+		}
+		if len(gone) > 0 && !closed {
+			// Plugins closed while this instance was starting them: stop
+			// their root contexts before publishing (without vm.mu, as
+			// stopping calls into the instance).
+			vm.mu.Unlock()
+			for _, p := range gone {
+				inst.stopPlugin(p)
+				started = slices.DeleteFunc(started, func(q *Plugin) bool { return q == p })
+			}
+			continue
+		}
 		if closed || len(todo) == 0 {
 			if !closed {
 				// Publish while still holding vm.mu, so no plugin can be
-				// added in between.
+				// added or closed in between.
 				vm.retries[slot].pending = false
 				vm.retries[slot].failures = 0
 				vm.slots[slot] = inst
