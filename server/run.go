@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -28,32 +29,50 @@ func Main(ctx context.Context, binary string, args []string, stdout, stderr io.W
 		return nil
 	}
 	b, err := LoadBootstrap(o)
+	if o.Mode == "validate" && b != nil {
+		// Report the bootstrap's problems and the compilers' together.
+		var all []error
+		var be *bootstrap.Errors
+		if errors.As(err, &be) {
+			all = append(all, be.List...)
+		} else if err != nil {
+			return err
+		}
+		var se *Errors
+		if verr := Validate(ctx, o, b); errors.As(verr, &se) {
+			all = append(all, se.List...)
+		} else if verr != nil {
+			all = append(all, verr)
+		}
+		if len(all) > 0 {
+			return &Errors{List: all}
+		}
+		fmt.Fprintf(stdout, "configuration '%s' OK\n", o.ConfigPath)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	switch o.Mode {
 	case "validate":
-		if err := Validate(ctx, o, b); err != nil {
-			return err
-		}
 		fmt.Fprintf(stdout, "configuration '%s' OK\n", o.ConfigPath)
 		return nil
 	}
 	return Serve(ctx, o, b)
 }
 
-// LoadBootstrap loads the bootstrap and applies the node flags.
+// LoadBootstrap loads the bootstrap and applies the node flags. A bootstrap
+// that parsed but failed its checks is returned with the error.
 func LoadBootstrap(o *Options) (*bootstrapv3.Bootstrap, error) {
 	b, err := bootstrap.Load(bootstrap.Options{
 		Path:               o.ConfigPath,
 		ConfigYAML:         o.ConfigYAML,
 		AllowUnknownFields: o.AllowUnknownStatic,
 	})
-	if err != nil {
-		return nil, err
+	if b != nil {
+		ApplyNodeFlags(b, o)
 	}
-	ApplyNodeFlags(b, o)
-	return b, nil
+	return b, err
 }
 
 // ApplyNodeFlags fills node identity from --service-node, --service-cluster

@@ -27,7 +27,9 @@ type Options struct {
 }
 
 // Load reads, merges, unwraps and validates a bootstrap. The error lists
-// every problem, each with its field path.
+// every problem, each with its field path; when the bootstrap parsed but
+// failed the checks (*Errors), it is returned too, so a caller can go on
+// compiling it and report every problem at once.
 func Load(opts Options) (*bootstrapv3.Bootstrap, error) {
 	if opts.Path == "" && opts.ConfigYAML == "" {
 		return nil, errors.New("bootstrap: no configuration: give -c/--config-path or --config-yaml")
@@ -54,7 +56,7 @@ func Load(opts Options) (*bootstrapv3.Bootstrap, error) {
 		proto.Merge(b, over)
 	}
 	if err := Check(b); err != nil {
-		return nil, err
+		return b, err
 	}
 	return b, nil
 }
