@@ -31,6 +31,12 @@ func benchPlugin(b *testing.B, code []byte, instances int, config string) *wasm.
 }
 
 func benchPluginRoot(b *testing.B, code []byte, instances int, rootID, config string) *wasm.Plugin {
+	return benchPluginTimeout(b, code, instances, rootID, config, 0)
+}
+
+// benchPluginTimeout is benchPluginRoot with a VMConfig.CallTimeout (a
+// negative one runs without termination checks).
+func benchPluginTimeout(b *testing.B, code []byte, instances int, rootID, config string, timeout time.Duration) *wasm.Plugin {
 	b.Helper()
 	ctx := context.Background()
 	lvl := zap.NewAtomicLevelAt(zapcore.InfoLevel)
@@ -39,7 +45,7 @@ func benchPluginRoot(b *testing.B, code []byte, instances int, rootID, config st
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rt.Close(ctx) })
-	vm, err := rt.VM(ctx, wasm.VMConfig{ID: "bench", Code: code, Instances: instances})
+	vm, err := rt.VM(ctx, wasm.VMConfig{ID: "bench", Code: code, Instances: instances, CallTimeout: timeout})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -152,6 +158,16 @@ func BenchmarkRequestResponse(b *testing.B) {
 		}
 		b.Run(f.name, func(b *testing.B) {
 			p := benchPluginRoot(b, f.code(b), 1, f.rootID, f.config)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				run(b, p)
+			}
+		})
+		// Without termination checks (VMConfig.CallTimeout < 0), as Envoy
+		// runs filters: what the deadline costs.
+		b.Run(f.name+"_no_deadline", func(b *testing.B) {
+			p := benchPluginTimeout(b, f.code(b), 1, f.rootID, f.config, -1)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

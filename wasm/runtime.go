@@ -48,8 +48,8 @@ type Runtime struct {
 	provided map[string]hostFunc
 
 	mu      sync.Mutex
-	engines map[uint32]*engine // keyed by memory page limit
-	vms     map[string]*VM     // keyed by vm_id + code sha256
+	engines map[engineKey]*engine
+	vms     map[string]*VM // keyed by vm_id + code sha256
 	closed  bool
 
 	shared   *sharedData
@@ -100,7 +100,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		log:      opts.Logger.With(zap.String("component", "wasm")),
 		cache:    cache,
 		provided: map[string]hostFunc{},
-		engines:  map[uint32]*engine{},
+		engines:  map[engineKey]*engine{},
 		vms:      map[string]*VM{},
 		shared:   newSharedData(),
 		metrics:  opts.Metrics,
@@ -138,7 +138,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		vms = append(vms, vm)
 	}
 	engines := r.engines
-	r.engines = map[uint32]*engine{}
+	r.engines = map[engineKey]*engine{}
 	r.mu.Unlock()
 
 	for _, vm := range vms {
@@ -153,15 +153,24 @@ func (r *Runtime) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// engineKey selects a wazero runtime: the memory limit is per runtime, and
+// so is compiling in termination checks (what callback deadlines need).
+type engineKey struct {
+	pages     uint32
+	unbounded bool
+}
+
 // engineFor returns the wazero runtime for a memory page limit, creating it
-// and linking the host modules on first use.
-func (r *Runtime) engineFor(ctx context.Context, pages uint32) (*engine, error) {
+// and linking the host modules on first use. unbounded engines compile no
+// termination checks: faster, but a runaway loop cannot be stopped.
+func (r *Runtime) engineFor(ctx context.Context, pages uint32, unbounded bool) (*engine, error) {
+	key := engineKey{pages: pages, unbounded: unbounded}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, errors.New("wasm: runtime closed")
 	}
-	if e, ok := r.engines[pages]; ok {
+	if e, ok := r.engines[key]; ok {
 		return e, nil
 	}
 	cfg := wazero.NewRuntimeConfig()
@@ -169,7 +178,7 @@ func (r *Runtime) engineFor(ctx context.Context, pages uint32) (*engine, error) 
 		cfg = wazero.NewRuntimeConfigInterpreter()
 	}
 	cfg = cfg.WithCompilationCache(r.cache).
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(!unbounded).
 		WithMemoryLimitPages(pages).
 		WithCoreFeatures(api.CoreFeaturesV2)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
@@ -178,7 +187,7 @@ func (r *Runtime) engineFor(ctx context.Context, pages uint32) (*engine, error) 
 		return nil, err
 	}
 	e := &engine{rt: rt, modules: map[string]*Module{}}
-	r.engines[pages] = e
+	r.engines[key] = e
 	return e, nil
 }
 
@@ -222,10 +231,14 @@ func (r *Runtime) linkHostModules(ctx context.Context, rt wazero.Runtime) error 
 // Compile compiles code once per memory limit (cached by sha256), detects its
 // ABI and checks its imports. The error names what is wrong.
 func (r *Runtime) Compile(ctx context.Context, code []byte, memoryLimitPages uint32) (*Module, error) {
+	return r.compileOn(ctx, code, memoryLimitPages, false)
+}
+
+func (r *Runtime) compileOn(ctx context.Context, code []byte, memoryLimitPages uint32, unbounded bool) (*Module, error) {
 	if memoryLimitPages == 0 {
 		memoryLimitPages = DefaultMemoryLimitPages
 	}
-	e, err := r.engineFor(ctx, memoryLimitPages)
+	e, err := r.engineFor(ctx, memoryLimitPages, unbounded)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,12 @@ type VMConfig struct {
 	// MemoryLimitPages caps each instance's linear memory (64 KiB pages);
 	// 0 means DefaultMemoryLimitPages.
 	MemoryLimitPages uint32
-	// CallTimeout bounds each callback; 0 means DefaultCallTimeout.
+	// CallTimeout bounds each callback; 0 means DefaultCallTimeout. A
+	// negative value means no deadline, as in Envoy: the module is compiled
+	// without termination checks, which makes guest calls several times
+	// cheaper (wazero otherwise starts a goroutine per call and leaves
+	// compiled code at every loop iteration), but a runaway loop then pins
+	// its instance for good.
 	CallTimeout time.Duration
 	// StartTimeout bounds start functions, proxy_on_vm_start and
 	// proxy_on_configure; 0 means DefaultStartTimeout.
@@ -87,13 +92,19 @@ func (r *Runtime) VM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if cfg.MemoryLimitPages == 0 {
 		cfg.MemoryLimitPages = DefaultMemoryLimitPages
 	}
-	if cfg.CallTimeout <= 0 {
+	unbounded := cfg.CallTimeout < 0
+	if unbounded {
+		cfg.CallTimeout = time.Duration(1<<63 - 1)
+	} else if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = DefaultStartTimeout
 	}
 	key := cfg.ID + "\x00" + sha256Hex(cfg.Code)
+	if unbounded {
+		key += "\x00unbounded"
+	}
 	r.mu.Lock()
 	if vm, ok := r.vms[key]; ok {
 		vm.mu.Lock()
@@ -104,11 +115,11 @@ func (r *Runtime) VM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	r.mu.Unlock()
 
-	mod, err := r.Compile(ctx, cfg.Code, cfg.MemoryLimitPages)
+	mod, err := r.compileOn(ctx, cfg.Code, cfg.MemoryLimitPages, unbounded)
 	if err != nil {
 		return nil, fmt.Errorf("vm %q: %w", cfg.ID, err)
 	}
-	e, err := r.engineFor(ctx, cfg.MemoryLimitPages)
+	e, err := r.engineFor(ctx, cfg.MemoryLimitPages, unbounded)
 	if err != nil {
 		return nil, err
 	}
