@@ -62,14 +62,20 @@ type Conn struct {
 	toUp, toDown *queue
 	limit        int
 
-	wake     chan struct{}
-	downEOF  atomic.Bool // downstream sent its end (or failed)
-	upEOF    atomic.Bool
-	failed   atomic.Bool // a socket error: tear down at once
-	rDone    atomic.Bool // the downstream's end went through the read filters
-	wDone    atomic.Bool
-	lastData atomic.Int64
-	start    time.Time
+	wake    chan struct{}
+	downEOF atomic.Bool // downstream sent its end (or failed)
+	upEOF   atomic.Bool
+	failed  atomic.Bool // a socket error: tear down at once
+	// downRemote and upRemote are set when that side ended by itself (end
+	// of stream or a socket error); local when the session ended for its
+	// own reasons (Close, idle timeout, shutdown).
+	downRemote atomic.Bool
+	upRemote   atomic.Bool
+	local      atomic.Bool
+	rDone      atomic.Bool // the downstream's end went through the read filters
+	wDone      atomic.Bool
+	lastData   atomic.Int64
+	start      time.Time
 }
 
 // Logger is the connection's logger.
@@ -315,6 +321,7 @@ wait:
 	ups, err := ch.Terminal.Open(ctx, c)
 	if err != nil {
 		c.log.Debug("network filter chain: terminal failed", zap.Error(err))
+		c.local.Store(true)
 		return
 	}
 	c.touch()
@@ -353,6 +360,7 @@ wait:
 		}
 		select {
 		case <-ctx.Done():
+			c.local.Store(true)
 			return
 		case <-c.wake:
 		case <-idle:
@@ -362,6 +370,7 @@ wait:
 					ups.Stats.IdleTimeout.Inc()
 				}
 				c.log.Debug("tcp proxy idle timeout", zap.Duration("idle_timeout", timeout))
+				c.local.Store(true)
 				return
 			}
 			timer.Reset(timeout - since)
@@ -376,6 +385,7 @@ func (c *Conn) finished() bool {
 		return true
 	}
 	if c.closeReq.Load() {
+		c.local.Store(true)
 		if c.toDown.idle() {
 			return true
 		}
@@ -418,8 +428,10 @@ func (c *Conn) readLoop(src net.Conn, d Direction) {
 				c.failed.Store(true)
 			}
 			if d == Read {
+				c.downRemote.Store(true)
 				c.downEOF.Store(true)
 			} else {
+				c.upRemote.Store(true)
 				c.upEOF.Store(true)
 			}
 			c.signal()
@@ -434,11 +446,13 @@ func (c *Conn) readLoop(src net.Conn, d Direction) {
 // teardown closes both sockets and tells the filters how each side ended.
 func (c *Conn) teardown() {
 	downPeer, upPeer := PeerLocal, PeerLocal
-	if c.downEOF.Load() {
-		downPeer = PeerRemote
-	}
-	if c.upEOF.Load() && c.up != nil {
-		upPeer = PeerRemote
+	if !c.local.Load() {
+		if c.downRemote.Load() {
+			downPeer = PeerRemote
+		}
+		if c.upRemote.Load() {
+			upPeer = PeerRemote
+		}
 	}
 	c.toUp.close()
 	c.toDown.close()
@@ -541,6 +555,11 @@ func (q *queue) flush() {
 		q.cond.Broadcast()
 		if err != nil {
 			q.closed = true
+			if q.toDown {
+				q.c.downRemote.Store(true)
+			} else {
+				q.c.upRemote.Store(true)
+			}
 			q.c.failed.Store(true)
 			break
 		}
