@@ -125,8 +125,21 @@ type filterChain struct {
 	hcm *hcm.Manager
 	srv *http.Server
 	ln  *chanListener
+	// fresh counts the server's connections that have not yet sent their
+	// first request (http.StateNew): a drain lets them get it answered
+	// before it shuts the server down, because net/http drops a request
+	// it reads once shutting down.
+	freshMu sync.Mutex
+	fresh   map[net.Conn]bool
 	// Other network filter chains.
 	net *network.Chain
+}
+
+// freshConns is how many connections wait for their first request.
+func (fc *filterChain) freshConns() int {
+	fc.freshMu.Lock()
+	defer fc.freshMu.Unlock()
+	return len(fc.fresh)
 }
 
 func (fc *filterChain) close() {
@@ -533,6 +546,16 @@ func (l *Listener) compileHCM(ctx context.Context, path string, tc *anypb.Any, f
 	fc.ln = newChanListener(l)
 	fc.srv = m.NewServer(l.log)
 	fc.srv.ConnContext = connContext
+	fc.fresh = map[net.Conn]bool{}
+	fc.srv.ConnState = func(c net.Conn, st http.ConnState) {
+		fc.freshMu.Lock()
+		if st == http.StateNew {
+			fc.fresh[c] = true
+		} else {
+			delete(fc.fresh, c)
+		}
+		fc.freshMu.Unlock()
+	}
 	return fc, nil
 }
 

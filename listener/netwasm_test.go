@@ -97,7 +97,9 @@ filter_chains:
 	}
 	// Each side's close reaches the filter: remote (2) for the client that
 	// half-closed, local (1) when the filter closed the connection.
-	waitFor(t, func() bool { return countLogs(logs, "upstream_close") == 3 && countLogs(logs, "downstream_close 1") == 1 })
+	waitFor(t, func() bool {
+		return countLogs(logs, "upstream_close") == 3 && countLogs(logs, "downstream_close 1") == 1
+	})
 	// 't' traps: fail closed closes the connection.
 	if got := rawExchange(t, addr, "trap"); got != "" {
 		t.Fatalf("trapped connection answered %q", got)

@@ -251,9 +251,33 @@ func (l *Listener) Drain(ctx context.Context, drainTime time.Duration) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, drainTime)
 	defer cancel()
+	// HTTP/1 responses from now on carry "Connection: close" and idle
+	// connections close, as Envoy's drain does.
+	for _, fc := range l.allChains() {
+		if fc.srv != nil {
+			fc.srv.SetKeepAlivesEnabled(false)
+		}
+	}
 	// Connections accepted just before are still in their listener
-	// filters: let them reach their chain first.
+	// filters: let them reach their chain first, then let the newest
+	// ones send their first request (net/http would drop a request it
+	// reads after Shutdown began).
 	waitCtx(dctx, &l.pending)
+	for dctx.Err() == nil {
+		n := 0
+		for _, fc := range l.allChains() {
+			if fc.srv != nil {
+				n += fc.freshConns()
+			}
+		}
+		if n == 0 {
+			break
+		}
+		select {
+		case <-dctx.Done():
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 	var wg sync.WaitGroup
 	for _, fc := range l.allChains() {
 		if fc.srv == nil {
@@ -472,13 +496,16 @@ func (l *Listener) process(c *conn, handed bool) {
 	} else {
 		c.info.SNI = c.sni
 	}
-	done()
 	if fc.srv != nil {
+		// Still pending until the server has it: a drain waits for
+		// pending connections before it shuts the server down.
 		if !fc.ln.push(nc) {
 			nc.Close()
 		}
+		done()
 		return
 	}
+	done()
 	fc.net.Serve(l.ctx, nc, network.Info{
 		ID: c.info.ID, Local: c.info.Local, Remote: c.info.Remote, OriginalDst: c.info.OriginalDst,
 		TLS: c.info.TLS, SNI: c.info.SNI, FilterChain: fc.name,
