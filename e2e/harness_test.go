@@ -180,18 +180,24 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// waitLog waits until the file at path contains n lines and returns them.
+// readLines returns the non-empty lines of a file (none if it is missing).
+func readLines(path string) []string {
+	b, _ := os.ReadFile(path)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// waitLines waits until the file at path has n lines and returns them.
 func waitLines(t testing.TB, path string, n int) []string {
 	t.Helper()
 	var lines []string
 	waitFor(t, fmt.Sprintf("%d lines in %s", n, filepath.Base(path)), 5*time.Second, func() bool {
-		b, _ := os.ReadFile(path)
-		lines = nil
-		for _, l := range strings.Split(string(b), "\n") {
-			if l != "" {
-				lines = append(lines, l)
-			}
-		}
+		lines = readLines(path)
 		return len(lines) >= n
 	})
 	return lines
