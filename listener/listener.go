@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,9 +228,11 @@ func StatPrefix(cfg *listenerv3.Listener) string {
 // serving. Errors name the listener and the field.
 func Compile(ctx context.Context, cfg *listenerv3.Listener, d Deps) (*Listener, error) {
 	name := cfg.GetName()
-	wrap := func(err error) error { return fmt.Errorf("listener %q: %w", name, err) }
+	// Each error names the listener and the field path:
+	// listener "ingress".filter_chains[1].filter_chain_match.server_names[0]: ...
+	wrap := func(err error) error { return prefixErrors(fmt.Sprintf("listener %q", name), err) }
 	if err := cfg.ValidateAll(); err != nil {
-		return nil, wrap(err)
+		return nil, fmt.Errorf("listener %q: %w", name, err)
 	}
 	var errs []error
 	errs = append(errs, protocheck.Only("", cfg, "name", "address", "stat_prefix", "filter_chains", "default_filter_chain",
@@ -340,9 +343,8 @@ func Compile(ctx context.Context, cfg *listenerv3.Listener, d Deps) (*Listener, 
 	if len(l.chains) == 0 && l.def == nil {
 		return fail(errors.New("filter_chains: no filter chains and no default_filter_chain"))
 	}
-	if err := checkDuplicates(name, l.matches); err != nil {
-		l.release()
-		return nil, err
+	if err := checkDuplicates(l.matches); err != nil {
+		return fail(err)
 	}
 	l.warnMissingInspectors()
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -589,3 +591,53 @@ func (l *Listener) release() {
 		l.def.close()
 	}
 }
+
+// prefixErrors puts the resource name before each error: "<res>.<field
+// path>: ..." for errors that start with a field path, "<res>: ..."
+// otherwise.
+func prefixErrors(res string, err error) error {
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	out := make([]error, 0, len(list))
+	for _, e := range list {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			out = append(out, prefixErrors(res, errors.Join(j.Unwrap()...)))
+			continue
+		}
+		msg := e.Error()
+		sep := ": "
+		if i := strings.IndexByte(msg, ':'); i > 0 {
+			head := msg[:i]
+			if j := strings.Index(head, " ("); j > 0 && strings.HasSuffix(head, ")") {
+				head = head[:j] // "filters[0] (name)"
+			}
+			if isFieldPath(head) {
+				sep = "."
+			}
+		}
+		out = append(out, &prefixed{prefix: res + sep, err: e})
+	}
+	return errors.Join(out...)
+}
+
+// isFieldPath reports whether s looks like "a.b[2].c".
+func isFieldPath(s string) bool {
+	for _, r := range s {
+		if !(r == '_' || r == '.' || r == '[' || r == ']' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s[0] >= 'a' && s[0] <= 'z'
+}
+
+type prefixed struct {
+	prefix string
+	err    error
+}
+
+func (p *prefixed) Error() string { return p.prefix + p.err.Error() }
+func (p *prefixed) Unwrap() error { return p.err }

@@ -99,7 +99,7 @@ func compileRanges(path string, rs []*corev3.CidrRange) ([]netip.Prefix, []error
 // checkDuplicates rejects filter chains whose matching rules overlap
 // exactly, as Envoy does ("multiple filter chains with the same matching
 // rules are defined").
-func checkDuplicates(name string, ms []*chainMatch) error {
+func checkDuplicates(ms []*chainMatch) error {
 	const maxKeys = 1 << 16
 	seen := map[string]int{}
 	var errs []error
@@ -136,7 +136,7 @@ func checkDuplicates(name string, ms []*chainMatch) error {
 		grow(ports)
 		for _, k := range keys {
 			if j, ok := seen[k]; ok && j != m.index {
-				errs = append(errs, fmt.Errorf("listener %q: filter_chains[%d]: multiple filter chains with the same matching rules are defined (also filter_chains[%d])", name, m.index, j))
+				errs = append(errs, fmt.Errorf("filter_chains[%d]: multiple filter chains with the same matching rules are defined (also filter_chains[%d])", m.index, j))
 				break
 			}
 			seen[k] = m.index

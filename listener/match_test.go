@@ -29,7 +29,7 @@ func compileMatches(t *testing.T, items ...string) []*chainMatch {
 		}
 		ms = append(ms, cm)
 	}
-	if err := checkDuplicates("t", ms); err != nil {
+	if err := checkDuplicates(ms); err != nil {
 		t.Fatal(err)
 	}
 	return ms
@@ -123,7 +123,7 @@ func TestCompileErrors(t *testing.T) {
 	for _, tc := range []struct{ name, y, want string }{
 		{"partial wildcard", `filter_chains:
 - filter_chain_match: {server_names: ["www.*.com"]}
-  filters:` + directFilter("x"), `listener "bad": filter_chains[0].filter_chain_match.server_names[0]: partial wildcards are not supported`},
+  filters:` + directFilter("x"), `listener "bad".filter_chains[0].filter_chain_match.server_names[0]: partial wildcards are not supported`},
 		{"bare star", `filter_chains:
 - filter_chain_match: {server_names: ["a.com", "*"]}
   filters:` + directFilter("x"), `filter_chains[0].filter_chain_match.server_names[1]: partial wildcards`},
@@ -141,7 +141,7 @@ filter_chains:
 - filters:` + directFilter("x"), `filter_chain_matcher: not implemented by wasmesh`},
 		{"unimplemented listener field", `transparent: true
 filter_chains:
-- filters:` + directFilter("x"), `listener "bad": transparent: not implemented by wasmesh`},
+- filters:` + directFilter("x"), `listener "bad".transparent: not implemented by wasmesh`},
 		{"unknown listener filter", `listener_filters:
 - name: proxy_protocol
   typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol}
@@ -152,7 +152,7 @@ filter_chains:
   - name: redis
     typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy, stat_prefix: r, settings: {op_timeout: 1s}}`, `filter_chains[0].filters[0]: unsupported network filter type`},
 		{"terminal not last", `filter_chains:
-- filters:` + directFilter("x") + directFilter("y"), `filter_chains[0].filters[0] (envoy.filters.network.direct_response): a terminal filter must be the last in the chain`},
+- filters:` + directFilter("x") + directFilter("y"), `listener "bad".filter_chains[0].filters[0] (envoy.filters.network.direct_response): a terminal filter must be the last in the chain`},
 		{"hcm not last", `filter_chains:
 - filters:` + hcmFilter("x") + directFilter("y"), `filter_chains[0].filters[0]: http_connection_manager must be the last filter`},
 		{"unknown cipher", `filter_chains:
