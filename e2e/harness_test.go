@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -301,3 +302,5 @@ func bug(t testing.TB, msg string) {
 		t.Skip("BUG: " + msg)
 	}
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

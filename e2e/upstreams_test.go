@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // echoed is what the echo upstream reports about the request it got.
@@ -53,6 +54,12 @@ func parseEcho(t testing.TB, body string) *echoed {
 func echo(name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		if ms, err := strconv.Atoi(r.Header.Get("X-Delay-Ms")); err == nil {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Duration(ms) * time.Millisecond):
+			}
+		}
 		e := echoed{Upstream: name, Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Proto: r.Proto,
 			Headers: map[string][]string{}, Body: string(b)}
 		for k, v := range r.Header {
