@@ -641,3 +641,15 @@ type prefixed struct {
 
 func (p *prefixed) Error() string { return p.prefix + p.err.Error() }
 func (p *prefixed) Unwrap() error { return p.err }
+
+// TLSContexts lists the compiled DownstreamTlsContexts of the filter
+// chains (for the admin's /certs), in chain order.
+func (l *Listener) TLSContexts() []*tlsctx.Server {
+	var out []*tlsctx.Server
+	for _, fc := range l.allChains() {
+		if fc.tls != nil {
+			out = append(out, fc.tls)
+		}
+	}
+	return out
+}
