@@ -38,6 +38,9 @@ type LoadBalancerContext struct {
 	// extra picks are made to avoid them.
 	AvoidHosts               []*Host
 	MaxHostSelectionAttempts int
+	// AutoHostRewrite sets the request's Host to the picked host's
+	// hostname (the route's auto_host_rewrite), when it has one.
+	AutoHostRewrite bool
 }
 
 func (l *LoadBalancerContext) avoid(h *Host) bool {

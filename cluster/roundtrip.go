@@ -71,6 +71,11 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 	out, done := &st.req, &st.body.done
 	st.url.Scheme, st.url.Host = c.tr.scheme, h.urlHost()
 	out.URL = &st.url
+	if lbc.AutoHostRewrite {
+		if hn := h.Hostname(); hn != "" {
+			out.Host = hn
+		}
+	}
 	if out.Host == "" {
 		out.Host = req.URL.Host
 	}

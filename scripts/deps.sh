@@ -10,6 +10,8 @@ have wasm-ld-14 || need+=(lld-14)
 [ -e /usr/include/wasm32-wasi/stdlib.h ] || need+=(wasi-libc)
 ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev-wasm32)
 have wat2wasm || need+=(wabt)
+have iptables || need+=(iptables)
+have ip || need+=(iproute2)
 have node || need+=(nodejs)
 have npm || need+=(npm)
 

@@ -172,7 +172,7 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 		return nil, &filterchain.LocalReply{Status: code, Details: "cluster_not_found", GRPCStatus: -1}
 	}
 
-	m.FinalizeRequestHeaders(h, r.Formatter, false)
+	m.FinalizeRequestHeaders(h, r.Formatter, !c.suppressEnvoy)
 	timeout := a.Timeout
 	if c.respectTimeoutHeaders {
 		if v, ok := h.Get("x-envoy-upstream-rq-timeout-ms"); ok {
@@ -254,21 +254,35 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 			cancel()
 			return nil, c.failureReply(info, err, timedOut, attempt > 0 && attempt >= numRetries && numRetries > 0)
 		}
-		if attempt < numRetries && retryOn != 0 && s.Context.Err() == nil {
+		if retryOn != 0 && numRetries > 0 && s.Context.Err() == nil {
 			rh := responseHeaderMap(resp)
-			if policy != nil && policy.RetryOnResponse(retryOn, resp.StatusCode, rh) ||
-				policy == nil && (&route.RetryPolicy{}).RetryOnResponse(retryOn, resp.StatusCode, rh) {
-				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-				resp.Body.Close()
-				tryCancel()
-				backoff(ctx, policy, attempt)
-				continue
+			p := policy
+			if p == nil {
+				p = &route.RetryPolicy{}
+			}
+			if p.RetryOnResponse(retryOn, resp.StatusCode, rh) {
+				if attempt < numRetries {
+					io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+					resp.Body.Close()
+					tryCancel()
+					backoff(ctx, policy, attempt)
+					continue
+				}
+				// The last allowed attempt is still retriable: Envoy
+				// forwards it and flags the exhausted retries (URX).
+				info.ResponseFlags |= filterchain.FlagUpstreamRetryLimitExceeded
 			}
 		}
 		if !c.suppressEnvoy {
 			resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 		}
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { tryCancel(); cancel() }}
+		release := func() { tryCancel(); cancel() }
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+			// An upgraded connection: keep Write for the tunnel.
+			resp.Body = &cancelOnCloseRW{ReadWriteCloser: rwc, cancel: release}
+		} else {
+			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: release}
+		}
 		return resp, nil
 	}
 }
@@ -402,6 +416,17 @@ type cancelOnClose struct {
 
 func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+type cancelOnCloseRW struct {
+	io.ReadWriteCloser
+	cancel func()
+}
+
+func (c *cancelOnCloseRW) Close() error {
+	err := c.ReadWriteCloser.Close()
 	c.cancel()
 	return err
 }

@@ -66,6 +66,19 @@ func CompileFormat(s string) (*Format, error) {
 		if j < 0 {
 			return nil, fmt.Errorf("unterminated %% command at %q", s)
 		}
+		// A command's argument may hold '%' (START_TIME's strftime): when a
+		// '(' comes first, the command ends at the first '%' after ')'.
+		if k := strings.IndexByte(s, '('); k >= 0 && k < j {
+			end := strings.IndexByte(s[k:], ')')
+			if end < 0 {
+				return nil, fmt.Errorf("command %q: missing ')'", s)
+			}
+			next := strings.IndexByte(s[k+end:], '%')
+			if next < 0 {
+				return nil, fmt.Errorf("unterminated %% command at %q", s)
+			}
+			j = k + end + next
+		}
 		p, err := parseCommand(s[:j])
 		if err != nil {
 			return nil, err

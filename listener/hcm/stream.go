@@ -186,6 +186,15 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := &stream{m: m, w: w, r: r, ctx: ctx, cancel: cancel, sig: make(chan struct{}, 1)}
 	fs := filterchain.NewStream(ctx, s, info)
 	s.fs = fs
+	if headerBytes(r) > int(m.MaxRequestHeadersKB)*1024 {
+		// net/http allows 4 KiB over MaxHeaderBytes; Envoy's limit is exact.
+		info.ResponseCode = http.StatusRequestHeaderFieldsTooLarge
+		info.ResponseCodeDetails = "http1.headers_too_large"
+		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		m.stats.rqCompleted.Inc()
+		m.stats.codes.Inc(info.ResponseCode)
+		return
+	}
 	fs.RequestHeaders = requestHeaders(r)
 	m.prepareRequestHeaders(fs, r)
 
@@ -284,7 +293,9 @@ func (s *stream) process(filters []filterchain.Filter, plan *filterchain.Plan, t
 		s.finishLocal(filters, match)
 		return
 	}
-	if s.isUpgrade() {
+	if upgradeType(s.r) != "" {
+		// proxyUpgrade answers 403 when neither the route nor
+		// upgrade_configs enable this upgrade.
 		s.proxyUpgrade(term, req, filters, match)
 		return
 	}
@@ -840,3 +851,16 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 var _ = zap.String
+
+// headerBytes is the size of the request's header block as Envoy counts it
+// against max_request_headers_kb: every name and value, plus the request
+// line's method and target.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Host)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	return n
+}

@@ -33,17 +33,6 @@ func upgradeType(r *http.Request) string {
 	return ""
 }
 
-// isUpgrade reports whether the request asks for an upgrade that the
-// connection manager (or the route, which overrides it) enables.
-func (s *stream) isUpgrade() bool {
-	t := upgradeType(s.r)
-	if t == "" {
-		return false
-	}
-	enabled := s.m.upgrades[t]
-	return enabled
-}
-
 func (s *stream) routeAllowsUpgrade(match *route.Match) bool {
 	t := upgradeType(s.r)
 	if match.Route != nil && match.Route.Action != nil {
