@@ -85,13 +85,6 @@ func TestRetries(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "5xx-exhausted" {
-				bug(t, "filterchain/router/router.go Forward: when the last allowed attempt still gets a retriable "+
-					"response (retry_on matched, attempt == numRetries) the response is forwarded without "+
-					"FlagUpstreamRetryLimitExceeded; Envoy sets URX there (RetryStatus::NoRetryLimitExceeded). "+
-					"Set info.ResponseFlags |= FlagUpstreamRetryLimitExceeded when numRetries > 0, attempt == numRetries "+
-					"and RetryOnResponse(...) is true")
-			}
 			start := time.Now()
 			resp, body := get(t, c, p.url("retry", tc.path), "x-key", tc.path,
 				"x-fail-count", strconv.Itoa(tc.fails), "x-fail-status", strconv.Itoa(tc.failStatus), "x-slow", map[bool]string{true: "1"}[tc.slow])

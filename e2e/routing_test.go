@@ -66,9 +66,6 @@ func TestRouting(t *testing.T) {
 		{"query-present", "/query?a=b&trace", nil, 200, body("query present")},
 		// Actions.
 		{"prefix-rewrite", "/prefix/a/b?q=1", nil, 200, upstream(func(t *testing.T, e *echoed) {
-			bug(t, "filterchain/router/router.go Forward calls m.FinalizeRequestHeaders(h, r.Formatter, false), so a "+
-				"prefix_rewrite/regex_rewrite never sets x-envoy-original-path; Envoy's router passes "+
-				"!suppress_envoy_headers: use m.FinalizeRequestHeaders(h, r.Formatter, !c.suppressEnvoy)")
 			if e.Path != "/rewritten/a/b?q=1" || e.header("x-envoy-original-path") != "/prefix/a/b?q=1" {
 				t.Errorf("upstream path %q, x-envoy-original-path %q", e.Path, e.header("x-envoy-original-path"))
 			}
@@ -85,10 +82,6 @@ func TestRouting(t *testing.T) {
 			}
 		})},
 		{"auto-host-rewrite", "/host-auto", nil, 200, upstream(func(t *testing.T, e *echoed) {
-			bug(t, "auto_host_rewrite is dropped: router.LBContext.AutoHostRewrite is not passed on by server/adapters.go "+
-				"routerClusters.RoundTrip and cluster.LoadBalancerContext has no such field; add AutoHostRewrite to "+
-				"cluster.LoadBalancerContext, pass lb.AutoHostRewrite in adapters.go, and in cluster/roundtrip.go "+
-				"RoundTrip set out.Host = h.Hostname() when it is set and the hostname is not empty")
 			if e.Host != "named.upstream" {
 				t.Errorf("upstream host %q", e.Host)
 			}

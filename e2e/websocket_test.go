@@ -48,9 +48,6 @@ func TestWebSocket(t *testing.T) {
 	p := startProxy(t, "websocket.yaml", vars{"Up": up.Port})
 
 	t.Run("echo", func(t *testing.T) {
-		bug(t, "filterchain/router/router.go Forward wraps every response body in cancelOnClose (an io.ReadCloser), "+
-			"so a 101 body loses the io.ReadWriteCloser the cluster returned and listener/hcm/upgrade.go proxyUpgrade answers 502; "+
-			"wrap an io.ReadWriteCloser body in a type that keeps Write")
 		resp, conn, br := wsDial(t, p.addr("ws"), "/chat")
 		if resp.StatusCode != 101 {
 			t.Fatalf("status %d", resp.StatusCode)
@@ -79,12 +76,6 @@ func TestWebSocket(t *testing.T) {
 		"route-disabled":     {"ws", "/no-ws"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if name == "no-upgrade-configs" {
-				bug(t, "listener/hcm/stream.go (serve, `if s.isUpgrade()`) sends an upgrade request the connection manager "+
-					"does not enable down the normal path with its Upgrade/Connection headers kept (requestHeaders), so the "+
-					"upstream's 101 is relayed; test `upgradeType(s.r) != \"\"` instead, proxyUpgrade already answers 403 "+
-					"when neither the route nor upgrade_configs allow it")
-			}
 			resp, conn, _ := wsDial(t, p.addr(tc.listener), tc.path)
 			if resp.StatusCode != http.StatusForbidden || conn != nil {
 				t.Fatalf("status %d, want 403", resp.StatusCode)
