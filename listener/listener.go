@@ -132,8 +132,24 @@ type filterChain struct {
 	// it reads once shutting down.
 	freshMu sync.Mutex
 	fresh   map[net.Conn]bool
+	// open holds every open connection of the server with its facts, so
+	// a drain can wait for the HTTP/1 ones to close by themselves.
+	open map[net.Conn]*hcm.ConnInfo
 	// Other network filter chains.
 	net *network.Chain
+}
+
+// http1Conns is how many open connections have not carried HTTP/2.
+func (fc *filterChain) http1Conns() int {
+	fc.freshMu.Lock()
+	defer fc.freshMu.Unlock()
+	n := 0
+	for _, ci := range fc.open {
+		if ci == nil || !ci.HTTP2.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // freshConns is how many connections wait for their first request.
@@ -549,12 +565,17 @@ func (l *Listener) compileHCM(ctx context.Context, path string, tc *anypb.Any, f
 	fc.srv = m.NewServer(l.log)
 	fc.srv.ConnContext = connContext
 	fc.fresh = map[net.Conn]bool{}
+	fc.open = map[net.Conn]*hcm.ConnInfo{}
 	fc.srv.ConnState = func(c net.Conn, st http.ConnState) {
 		fc.freshMu.Lock()
 		if st == http.StateNew {
 			fc.fresh[c] = true
+			fc.open[c] = connInfoOf(c)
 		} else {
 			delete(fc.fresh, c)
+		}
+		if st == http.StateClosed || st == http.StateHijacked {
+			delete(fc.open, c)
 		}
 		fc.freshMu.Unlock()
 	}
@@ -563,6 +584,15 @@ func (l *Listener) compileHCM(ctx context.Context, path string, tc *anypb.Any, f
 
 // connContext gives the connection manager the connection's facts.
 func connContext(ctx context.Context, nc net.Conn) context.Context {
+	ci := connInfoOf(nc)
+	if ci == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, hcm.ConnInfoKey{}, ci)
+}
+
+// connInfoOf finds the facts of a served connection (plain or TLS).
+func connInfoOf(nc net.Conn) *hcm.ConnInfo {
 	c, ok := nc.(*conn)
 	if !ok {
 		if tc, isTLS := nc.(interface{ NetConn() net.Conn }); isTLS {
@@ -570,9 +600,9 @@ func connContext(ctx context.Context, nc net.Conn) context.Context {
 		}
 	}
 	if !ok {
-		return ctx
+		return nil
 	}
-	return context.WithValue(ctx, hcm.ConnInfoKey{}, &c.info)
+	return &c.info
 }
 
 // release frees the compiled chains' resources (Wasm plugins).

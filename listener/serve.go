@@ -251,11 +251,13 @@ func (l *Listener) Drain(ctx context.Context, drainTime time.Duration) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, drainTime)
 	defer cancel()
-	// HTTP/1 responses from now on carry "Connection: close" and idle
-	// connections close, as Envoy's drain does.
+	// HTTP/1 responses from now on carry "Connection: close", so clients
+	// leave on their next request, as Envoy's drain does. Idle connections
+	// are not closed yet: closing one races a client that is just reusing
+	// it, and that request would be lost.
 	for _, fc := range l.allChains() {
-		if fc.srv != nil {
-			fc.srv.SetKeepAlivesEnabled(false)
+		if fc.hcm != nil {
+			fc.hcm.StartDrain()
 		}
 	}
 	// Connections accepted just before are still in their listener
@@ -276,6 +278,24 @@ func (l *Listener) Drain(ctx context.Context, drainTime time.Duration) error {
 		select {
 		case <-dctx.Done():
 		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	// Wait (up to half the drain time) for HTTP/1 clients to take their
+	// Connection: close; HTTP/2 connections get GOAWAY from Shutdown.
+	half := time.Now().Add(drainTime / 2)
+	for dctx.Err() == nil && time.Now().Before(half) {
+		n := 0
+		for _, fc := range l.allChains() {
+			if fc.srv != nil {
+				n += fc.http1Conns()
+			}
+		}
+		if n == 0 {
+			break
+		}
+		select {
+		case <-dctx.Done():
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	var wg sync.WaitGroup
@@ -498,8 +518,17 @@ func (l *Listener) process(c *conn, handed bool) {
 	}
 	if fc.srv != nil {
 		// Still pending until the server has it: a drain waits for
-		// pending connections before it shuts the server down.
+		// pending connections before it shuts the server down. It counts
+		// as fresh from before the hand-over, because the server reports
+		// StateNew only after its Accept returned, and a drain in that gap
+		// would shut the server down under the connection's first request.
+		fc.freshMu.Lock()
+		fc.fresh[nc] = true
+		fc.freshMu.Unlock()
 		if !fc.ln.push(nc) {
+			fc.freshMu.Lock()
+			delete(fc.fresh, nc)
+			fc.freshMu.Unlock()
 			nc.Close()
 		}
 		done()

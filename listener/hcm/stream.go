@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,6 +33,10 @@ type ConnInfoKey struct{}
 
 // ConnInfo are the downstream connection's facts the listener knows.
 type ConnInfo struct {
+	// HTTP2 is set by the connection manager once the connection carries
+	// HTTP/2 (a drain then relies on GOAWAY instead of Connection: close).
+	HTTP2 atomic.Bool
+
 	ID          uint64
 	Local       netip.AddrPort
 	Remote      netip.AddrPort
@@ -168,6 +173,9 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	info := &filterchain.StreamInfo{StartTime: start, Protocol: r.Proto}
 	if ci, ok := r.Context().Value(ConnInfoKey{}).(*ConnInfo); ok {
+		if r.ProtoMajor == 2 && !ci.HTTP2.Load() {
+			ci.HTTP2.Store(true)
+		}
 		info.ConnectionID = ci.ID
 		info.DownstreamLocal = ci.Local
 		info.DownstreamRemote = ci.Remote
