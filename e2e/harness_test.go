@@ -50,26 +50,7 @@ type vars map[string]any
 func startProxy(t testing.TB, name string, v vars, flags ...string) *proxy {
 	t.Helper()
 	dir := t.TempDir()
-	all := vars{"Dir": dir, "Repo": repoRoot(t), "AccessLog": filepath.Join(dir, "access.log")}
-	for k, val := range v {
-		all[k] = val
-	}
-	src, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := template.New(name).Option("missingkey=error").Parse(string(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, all); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, name)
-	if err := os.WriteFile(cfg, out.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := renderBootstrap(t, name, v, dir)
 	p := &proxy{t: t, Dir: dir, LogPath: filepath.Join(dir, "wasmesh.log")}
 	args := append([]string{"-c", cfg, "-l", "error", "--log-path", p.LogPath, "--concurrency", "2", "--drain-time-s", "1"}, flags...)
 	o, err := server.ParseFlags(args, io.Discard)
@@ -78,7 +59,7 @@ func startProxy(t testing.TB, name string, v vars, flags ...string) *proxy {
 	}
 	b, err := server.LoadBootstrap(o)
 	if err != nil {
-		t.Fatalf("bootstrap %s: %v\n%s", name, err, out.String())
+		t.Fatalf("bootstrap %s: %v", name, err)
 	}
 	logging, err := server.NewLogging(o)
 	if err != nil {
@@ -101,6 +82,33 @@ func startProxy(t testing.TB, name string, v vars, flags ...string) *proxy {
 		logging.Close()
 	})
 	return p
+}
+
+// renderBootstrap renders testdata/<name> with v plus Dir, Repo and
+// AccessLog into dir and returns the file's path.
+func renderBootstrap(t testing.TB, name string, v vars, dir string) string {
+	t.Helper()
+	all := vars{"Dir": dir, "Repo": repoRoot(t), "AccessLog": filepath.Join(dir, "access.log")}
+	for k, val := range v {
+		all[k] = val
+	}
+	src, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Parse(string(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, all); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, name)
+	if err := os.WriteFile(cfg, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // addr is a listener's bound host:port.
