@@ -21,6 +21,7 @@ import (
 	"github.com/wasmesh/wasmesh/filterchain/router"
 	"github.com/wasmesh/wasmesh/stats"
 	"github.com/wasmesh/wasmesh/wasm"
+	"github.com/wasmesh/wasmesh/wasm/upstream"
 )
 
 // clusterStats adapts the stats store to the cluster manager's interface.
@@ -223,3 +224,36 @@ func clusterStatuses(m *cluster.Manager) []admin.ClusterStatus {
 	}
 	return out
 }
+
+// calloutClusters lets Proxy-Wasm callouts (proxy_http_call, gRPC calls)
+// reach the data plane's clusters by name, through their load balancers
+// and pools.
+func calloutClusters(m *cluster.Manager) func(name string) (upstream.Cluster, bool) {
+	return func(name string) (upstream.Cluster, bool) {
+		if m.Get(name) == nil {
+			return upstream.Cluster{}, false
+		}
+		return upstream.Cluster{
+			RoundTripper: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				c := m.Get(name)
+				if c == nil {
+					return nil, fmt.Errorf("%w %q", cluster.ErrUnknownCluster, name)
+				}
+				resp, _, err := c.RoundTrip(req, cluster.LoadBalancerContext{})
+				return resp, err
+			}),
+			Dial: func(ctx context.Context) (net.Conn, error) {
+				c := m.Get(name)
+				if c == nil {
+					return nil, fmt.Errorf("%w %q", cluster.ErrUnknownCluster, name)
+				}
+				conn, _, err := c.Dial(ctx, cluster.LoadBalancerContext{})
+				return conn, err
+			},
+		}, true
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -28,6 +28,7 @@ import (
 	"github.com/wasmesh/wasmesh/stats"
 	"github.com/wasmesh/wasmesh/wasm"
 	"github.com/wasmesh/wasmesh/wasm/pluginconfig"
+	"github.com/wasmesh/wasmesh/wasm/upstream"
 )
 
 // wasmServiceTypeURL is envoy.extensions.wasm.v3.WasmService, the
@@ -46,6 +47,7 @@ type Server struct {
 	Stats    *stats.Store
 	Wasm     *wasm.Runtime
 	Clusters *cluster.Manager
+	callouts *upstream.Static
 	registry *filterchain.Registry
 	env      *filterchain.Env
 	secrets  secretSet
@@ -83,7 +85,18 @@ func New(ctx context.Context, o *Options, b *bootstrapv3.Bootstrap, logging *Log
 		return nil, fmt.Errorf("stats_config: %w", err)
 	}
 	s.Stats = stats.New(statsOpts)
-	s.Wasm, err = wasm.NewRuntime(ctx, wasm.Options{Logger: logging.Logger("wasm")})
+	// Callouts reach clusters by name; the cluster manager is created just
+	// below and looked up at call time.
+	var clusters *cluster.Manager
+	callouts, err := upstream.NewStatic(upstream.Config{
+		Logger: logging.Logger("wasm"),
+		Lookup: func(name string) (upstream.Cluster, bool) { return calloutClusters(clusters)(name) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.callouts = callouts
+	s.Wasm, err = wasm.NewRuntime(ctx, wasm.Options{Logger: logging.Logger("wasm"), Upstreams: callouts})
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +107,7 @@ func New(ctx context.Context, o *Options, b *bootstrapv3.Bootstrap, logging *Log
 	s.Clusters = cluster.NewManager(ctx, cluster.Options{
 		Logger: logging.Logger("upstream"), Stats: clusterStats{s.Stats}, Secrets: s.secrets,
 	})
+	clusters = s.Clusters
 	s.registry = filterchain.NewRegistry()
 	router.Register(s.registry)
 	wasmfilter.Register(s.registry)
@@ -363,6 +377,9 @@ func (s *Server) Close(ctx context.Context) {
 	}
 	if s.Wasm != nil {
 		s.Wasm.Close(ctx)
+	}
+	if s.callouts != nil {
+		s.callouts.Close()
 	}
 	s.logFiles.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,7 +103,15 @@ func (s *Static) grpcConn(c *cluster) (*grpc.ClientConn, error) {
 	if c.Protocol == TLS {
 		creds = credentials.NewTLS(c.tlsConfig())
 	}
-	conn, err := grpc.NewClient("passthrough:///"+c.Address, grpc.WithTransportCredentials(creds))
+	target := "passthrough:///" + c.Address
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if c.Dial != nil {
+		// The data plane's cluster picks the host for each connection.
+		target = "passthrough:///" + c.name
+		dial := c.Dial
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return dial(ctx) }))
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: cluster %q: grpc connection: %w", c.name, err)
 	}

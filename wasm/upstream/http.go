@@ -89,6 +89,10 @@ func (c *cluster) newRequest(ctx context.Context, req *wasm.HTTPCallRequest) (*h
 		return nil, fmt.Errorf("upstream: cluster %q: bad :path %q: %w", c.name, path, err)
 	}
 	u.Scheme, u.Host = c.scheme, c.Address
+	if u.Host == "" {
+		// A data-plane cluster picks the host itself.
+		u.Host = "cluster.invalid"
+	}
 	hreq, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: cluster %q: %w", c.name, err)
@@ -115,7 +119,11 @@ func (c *cluster) newRequest(ctx context.Context, req *wasm.HTTPCallRequest) (*h
 
 // roundTrip sends hreq and buffers the response.
 func (s *Static) roundTrip(c *cluster, hreq *http.Request) (*wasm.HTTPCallResponse, error) {
-	resp, err := c.transport.RoundTrip(hreq)
+	rt := http.RoundTripper(c.transport)
+	if c.RoundTripper != nil {
+		rt = c.RoundTripper
+	}
+	resp, err := rt.RoundTrip(hreq)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: cluster %q: %w", c.name, err)
 	}

@@ -57,6 +57,12 @@ type Cluster struct {
 	// ServerName is the TLS server name (SNI and verification); empty
 	// means the host of Address.
 	ServerName string
+	// RoundTripper, when set, sends HTTP callouts instead of a transport
+	// to Address (the data plane's cluster: its load balancer and pools).
+	RoundTripper http.RoundTripper
+	// Dial, when set, opens gRPC callout connections instead of dialing
+	// Address (through the data plane's cluster).
+	Dial func(ctx context.Context) (net.Conn, error)
 }
 
 // Defaults for Config.
@@ -79,6 +85,10 @@ type Config struct {
 	MaxResponseBytes int64
 	// DialTimeout bounds connection setup; 0 means DefaultDialTimeout.
 	DialTimeout time.Duration
+	// Lookup resolves cluster names that are not in Clusters, at call
+	// time (the data plane's clusters change). The Cluster it returns
+	// should set RoundTripper and Dial.
+	Lookup func(name string) (Cluster, bool)
 }
 
 // ErrClosed is returned for callouts started after Close.
@@ -91,6 +101,7 @@ var ErrResponseTooLarge = errors.New("upstream: response body too large")
 // Static sends callouts to a fixed set of clusters.
 type Static struct {
 	clusters map[string]*cluster
+	dynamic  func(name string) (Cluster, bool)
 	log      *zap.Logger
 	maxBody  int64
 
@@ -170,6 +181,7 @@ func NewStatic(cfg Config) (*Static, error) {
 		base:     base,
 		stopBase: stop,
 		conns:    map[string]*grpc.ClientConn{},
+		dynamic:  cfg.Lookup,
 	}
 	for n, c := range cfg.Clusters {
 		cl := &cluster{name: n, Cluster: c, scheme: "http"}
@@ -230,10 +242,15 @@ func (c *cluster) tlsConfig() *tls.Config {
 // lookup returns the named cluster.
 func (s *Static) lookup(name string) (*cluster, error) {
 	c, ok := s.clusters[name]
-	if !ok {
-		return nil, fmt.Errorf("upstream: cluster %q: %w", name, wasm.ErrUnknownCluster)
+	if ok {
+		return c, nil
 	}
-	return c, nil
+	if s.dynamic != nil {
+		if dc, ok := s.dynamic(name); ok {
+			return &cluster{name: name, Cluster: dc, scheme: "http"}, nil
+		}
+	}
+	return nil, fmt.Errorf("upstream: cluster %q: %w", name, wasm.ErrUnknownCluster)
 }
 
 // begin registers a call; false after Close.
