@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wasmesh/wasmesh/admin"
+	"github.com/wasmesh/wasmesh/listener"
 )
 
 // The Server is the admin's view of the process.
@@ -187,6 +188,7 @@ func (s *Server) startAdmin(ctx context.Context) error {
 		Clusters:      adminClusters{s},
 		ConfigDumpers: s.configDumpers(),
 		Runtime:       newRuntimeLayers(s.bootstrap.GetLayeredRuntime()),
+		Certificates:  certificates{s},
 		Quit:          s.Quit,
 	})
 	if err != nil {
@@ -199,4 +201,31 @@ func (s *Server) startAdmin(ctx context.Context) error {
 	s.admin, s.adminLn = a, ln
 	go a.Serve(context.WithoutCancel(ctx), ln)
 	return nil
+}
+
+// certificates lists the listeners' TLS certificates for /certs.
+type certificates struct{ s *Server }
+
+func (c certificates) TLSContexts() []admin.TLSContextCertificates {
+	c.s.mu.Lock()
+	ls := make([]*listener.Listener, 0, len(c.s.listeners))
+	for _, l := range c.s.listeners {
+		ls = append(ls, l)
+	}
+	c.s.mu.Unlock()
+	sort.Slice(ls, func(i, j int) bool { return ls[i].Name() < ls[j].Name() })
+	var out []admin.TLSContextCertificates
+	for _, l := range ls {
+		for _, tc := range l.TLSContexts() {
+			var e admin.TLSContextCertificates
+			for _, ca := range tc.CA {
+				e.CA = append(e.CA, admin.CertificateSource{Path: ca.Path, Cert: ca.Cert})
+			}
+			for _, ch := range tc.Chain {
+				e.Chain = append(e.Chain, admin.CertificateSource{Path: ch.Path, Cert: ch.Cert})
+			}
+			out = append(out, e)
+		}
+	}
+	return out
 }
