@@ -63,6 +63,9 @@ type Server struct {
 	state    atomic.Int32 // adminv3.ServerInfo_State
 	quit     chan struct{}
 	quitOnce sync.Once
+	// closed ends the server's own goroutines.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // New compiles a bootstrap into a server without opening sockets. Every
@@ -77,7 +80,7 @@ func New(ctx context.Context, o *Options, b *bootstrapv3.Bootstrap, logging *Log
 	s := &Server{
 		opts: o, bootstrap: b, logging: logging, log: logging.Logger("main"), start: time.Now(),
 		listeners: map[string]*listener.Listener{}, secrets: secretSet{}, logFiles: hcm.NewLogFiles(),
-		quit: make(chan struct{}),
+		quit: make(chan struct{}), closed: make(chan struct{}),
 	}
 	s.state.Store(int32(adminv3.ServerInfo_PRE_INITIALIZING))
 	statsOpts, err := stats.OptionsFromProto(b.GetStatsConfig())
@@ -237,8 +240,32 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startAdmin(ctx); err != nil {
 		return err
 	}
+	s.startStatsFlush()
 	s.state.Store(int32(adminv3.ServerInfo_LIVE))
 	return nil
+}
+
+// startStatsFlush closes the histogram interval every
+// stats_flush_interval (5 s by default), as Envoy's flush does.
+func (s *Server) startStatsFlush() {
+	every := 5 * time.Second
+	if d := s.bootstrap.GetStatsFlushInterval(); d != nil && d.AsDuration() > 0 {
+		every = d.AsDuration()
+	}
+	t := time.NewTicker(every)
+	go func() {
+		defer t.Stop()
+		for {
+			select {
+			case <-s.quit:
+				return
+			case <-s.closed:
+				return
+			case <-t.C:
+				s.Stats.Flush()
+			}
+		}
+	}()
 }
 
 // ListenerAddr returns the bound address of a listener (port 0 resolved).
@@ -357,6 +384,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 
 // Close stops everything at once.
 func (s *Server) Close(ctx context.Context) {
+	s.closeOnce.Do(func() { close(s.closed) })
 	s.mu.Lock()
 	ls := s.listeners
 	s.listeners = map[string]*listener.Listener{}

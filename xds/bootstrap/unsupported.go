@@ -21,7 +21,7 @@ var fieldSupport = map[protoreflect.FullName]map[protoreflect.Name]string{
 		"admin":                         "ok",
 		"layered_runtime":               "ok",
 		"stats_config":                  "ok",
-		"stats_flush_interval":          "noop",
+		"stats_flush_interval":          "ok",
 		"bootstrap_extensions":          "ok",
 		"watchdog":                      "noop",
 		"watchdogs":                     "noop",
