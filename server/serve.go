@@ -241,6 +241,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.startStatsFlush()
+	if err := s.StartXDS(ctx); err != nil { // dynamic_resources: server/dynamic.go
+		return err
+	}
 	s.state.Store(int32(adminv3.ServerInfo_LIVE))
 	return nil
 }

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"go.uber.org/zap"
+
+	"github.com/wasmesh/wasmesh/cluster"
+	"github.com/wasmesh/wasmesh/stats"
+	"github.com/wasmesh/wasmesh/xds/client"
+)
+
+// StartXDS starts the xDS client when the bootstrap has
+// dynamic_resources, and waits until the initial clusters and listeners
+// were applied (or their initial_fetch_timeout ran out), as Envoy's
+// initialisation does. The client runs until the server closes, and keeps
+// the last accepted configuration serving while the control plane is
+// unreachable. Start calls it.
+func (s *Server) StartXDS(ctx context.Context) error {
+	dr := s.bootstrap.GetDynamicResources()
+	if dr == nil {
+		return nil
+	}
+	cfg, err := client.FromBootstrap(dr, s.bootstrap.GetNode(), s.clusterGRPCDialer)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = s.logging.Logger("config")
+	cfg.Stats = xdsStats{s.Stats}
+	c := client.New(cfg, s.XDSDataPlane())
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		<-s.closed
+		cancel()
+	}()
+	go func() {
+		if err := c.Run(rctx); err != nil {
+			s.log.Error("xds client stopped", zap.Error(err))
+		}
+	}()
+	select {
+	case <-c.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closed:
+	case <-s.quit:
+	}
+	return nil
+}
+
+// clusterGRPCDialer reaches the control plane through a static cluster
+// (grpc_services[].envoy_grpc.cluster_name), picking a host at each dial.
+func (s *Server) clusterGRPCDialer(name string) (client.DialFunc, error) {
+	if s.Clusters.Get(name) == nil {
+		return nil, fmt.Errorf("unknown cluster %q (the xDS cluster must be a static cluster)", name)
+	}
+	return func(ctx context.Context, _ string) (net.Conn, error) {
+		c := s.Clusters.Get(name)
+		if c == nil {
+			return nil, fmt.Errorf("%w %q", cluster.ErrUnknownCluster, name)
+		}
+		conn, _, err := c.Dial(ctx, cluster.LoadBalancerContext{})
+		return conn, err
+	}, nil
+}
+
+// XDSDataPlane is the server's side of the xDS client: dynamic clusters
+// through the cluster manager, dynamic listeners swapped in next to the
+// static ones.
+func (s *Server) XDSDataPlane() client.DataPlane { return dynamicPlane{s} }
+
+type dynamicPlane struct{ s *Server }
+
+func (d dynamicPlane) staticCluster(name string) bool {
+	for _, c := range d.s.bootstrap.GetStaticResources().GetClusters() {
+		if c.GetName() == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (d dynamicPlane) ValidateCluster(c *clusterv3.Cluster) error {
+	if d.staticCluster(c.GetName()) {
+		return fmt.Errorf("cluster %q: name: a static cluster cannot be replaced by CDS", c.GetName())
+	}
+	return cluster.Validate(c, cluster.Options{Secrets: d.s.secrets})
+}
+
+func (d dynamicPlane) AddCluster(ctx context.Context, c *clusterv3.Cluster) error {
+	if d.staticCluster(c.GetName()) {
+		return fmt.Errorf("cluster %q: name: a static cluster cannot be replaced by CDS", c.GetName())
+	}
+	return d.s.Clusters.Add(ctx, c)
+}
+
+func (d dynamicPlane) RemoveCluster(name string) bool {
+	if d.staticCluster(name) {
+		return false
+	}
+	return d.s.Clusters.Remove(name)
+}
+
+func (d dynamicPlane) UpdateEndpoints(name string, cla *endpointv3.ClusterLoadAssignment) error {
+	return d.s.Clusters.UpdateEndpoints(name, cla)
+}
+
+// UpdateListeners swaps in the static listeners plus ls; a listener
+// keeping its name and address keeps its socket.
+func (d dynamicPlane) UpdateListeners(ctx context.Context, ls []*listenerv3.Listener) error {
+	static := d.s.bootstrap.GetStaticResources().GetListeners()
+	names := map[string]bool{}
+	for _, l := range static {
+		names[l.GetName()] = true
+	}
+	var errs []error
+	for _, l := range ls {
+		if names[l.GetName()] {
+			errs = append(errs, fmt.Errorf("listener %q: name: a static listener cannot be replaced by LDS", l.GetName()))
+		}
+	}
+	if len(errs) > 0 {
+		return &Errors{List: errs}
+	}
+	all := make([]*listenerv3.Listener, 0, len(static)+len(ls))
+	all = append(all, static...)
+	all = append(all, ls...)
+	return d.s.UpdateListeners(ctx, all)
+}
+
+// xdsStats adapts the stats store to the xDS client.
+type xdsStats struct{ s *stats.Store }
+
+func (x xdsStats) Counter(name string) client.Counter { return x.s.Counter(name) }
+func (x xdsStats) Gauge(name string) client.Gauge     { return x.s.Gauge(name, stats.NeverImport) }

@@ -1,0 +1,212 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Validator is implemented by a DataPlane that can check a cluster
+// without starting it, so that an EDS cluster still waiting for its
+// endpoints is NACKed at once when its configuration is bad.
+type Validator interface {
+	ValidateCluster(c *clusterv3.Cluster) error
+}
+
+// applyClusters hands new and changed clusters to the data plane (EDS ones
+// once their endpoints are known) and removes the named ones. Bad clusters
+// are reported; the others are applied.
+func (c *Client) applyClusters(ctx context.Context, upserts []*clusterv3.Cluster, removes []string) error {
+	var errs []error
+	var add, raw []*clusterv3.Cluster
+	seen := map[string]bool{}
+	for _, cl := range upserts {
+		name := cl.GetName()
+		if name == "" {
+			errs = append(errs, errors.New("cluster: name: required"))
+			continue
+		}
+		if seen[name] {
+			errs = append(errs, fmt.Errorf("cluster %q: name: duplicate in one response", name))
+			continue
+		}
+		seen[name] = true
+		if old, ok := c.clusters[name]; ok && proto.Equal(old, cl) {
+			c.dropPending(name) // a newer version was warming; back to the serving one
+			continue
+		}
+		if p, ok := c.pending[name]; ok && proto.Equal(p, cl) {
+			continue
+		}
+		if v, ok := c.dp.(Validator); ok {
+			if err := v.ValidateCluster(cl); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if isEDS(cl) {
+			if cla := c.clas[edsName(cl)]; cla != nil {
+				add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
+			} else {
+				c.pending[name] = cl
+				c.pendingSince[name] = time.Now()
+			}
+			continue
+		}
+		c.dropPending(name)
+		add, raw = append(add, cl), append(raw, cl)
+	}
+	if err := c.addClusters(ctx, add, raw); err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range removes {
+		_, active := c.clusters[name]
+		_, warming := c.pending[name]
+		if !active && !warming {
+			continue
+		}
+		delete(c.clusters, name)
+		c.dropPending(name)
+		c.dp.RemoveCluster(name)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Client) dropPending(name string) {
+	delete(c.pending, name)
+	delete(c.pendingSince, name)
+}
+
+// addClusters adds clusters concurrently (each may warm); raw[i] is the
+// resource as received for add[i].
+func (c *Client) addClusters(ctx context.Context, add, raw []*clusterv3.Cluster) error {
+	if len(add) == 0 {
+		return nil
+	}
+	errs := make([]error, len(add))
+	var wg sync.WaitGroup
+	for i, cl := range add {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			actx, cancel := context.WithTimeout(ctx, c.cfg.WarmTimeout)
+			defer cancel()
+			errs[i] = c.dp.AddCluster(actx, cl)
+		}()
+	}
+	wg.Wait()
+	for i, cl := range raw {
+		name := cl.GetName()
+		c.dropPending(name)
+		if errs[i] != nil {
+			continue
+		}
+		c.clusters[name] = cl
+		c.log.Debug("cluster applied", zap.String("cluster", name))
+	}
+	return errors.Join(errs...)
+}
+
+// applyEndpoints stores assignments and hands them to their clusters;
+// warming clusters waiting for them start.
+func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterLoadAssignment) error {
+	var errs []error
+	var add, raw []*clusterv3.Cluster
+	for _, cla := range clas {
+		svc := cla.GetClusterName()
+		if svc == "" {
+			errs = append(errs, errors.New("cluster_load_assignment: cluster_name: required"))
+			continue
+		}
+		prev := c.clas[svc]
+		if prev != nil && proto.Equal(prev, cla) {
+			continue
+		}
+		ok := true
+		for _, name := range sortedKeys(c.clusters) {
+			cl := c.clusters[name]
+			if !isEDS(cl) || edsName(cl) != svc {
+				continue
+			}
+			if err := c.dp.UpdateEndpoints(name, cla); err != nil {
+				errs = append(errs, fmt.Errorf("cluster_load_assignment %q: %w", svc, err))
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		c.clas[svc] = cla
+		for _, name := range sortedKeys(c.pending) {
+			cl := c.pending[name]
+			if edsName(cl) == svc {
+				add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
+			}
+		}
+	}
+	if err := c.addClusters(ctx, add, raw); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// applyListeners swaps in the whole set of dynamic listeners, or nothing.
+func (c *Client) applyListeners(ctx context.Context, next map[string]*listenerv3.Listener) error {
+	if len(next) == len(c.listeners) {
+		same := true
+		for name, l := range next {
+			if old, ok := c.listeners[name]; !ok || !proto.Equal(old, l) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return nil
+		}
+	}
+	ls := make([]*listenerv3.Listener, 0, len(next))
+	for _, name := range sortedKeys(next) {
+		ls = append(ls, next[name])
+	}
+	if err := c.dp.UpdateListeners(ctx, ls); err != nil {
+		return err
+	}
+	c.listeners = next
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// decode unpacks a resource of the expected type.
+func decode[T proto.Message](a *anypb.Any, typeURL string, newT func() T) (T, error) {
+	var zero T
+	if a.GetTypeUrl() != typeURL {
+		return zero, fmt.Errorf("resource of type %q in a %q response", a.GetTypeUrl(), typeURL)
+	}
+	m := newT()
+	if err := a.UnmarshalTo(m); err != nil {
+		return zero, fmt.Errorf("%s: %w", typeURL, err)
+	}
+	return m, nil
+}
+
+func newCluster() *clusterv3.Cluster            { return &clusterv3.Cluster{} }
+func newCLA() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }
+func newListener() *listenerv3.Listener         { return &listenerv3.Listener{} }

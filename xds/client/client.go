@@ -1,0 +1,345 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+)
+
+// Type URLs of the resources the client subscribes to.
+const (
+	TypeCluster  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	TypeEndpoint = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	TypeListener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+)
+
+// Client is one data plane's ADS client. Create it with New and run it
+// with Run; everything else is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	dp   DataPlane
+	log  *zap.Logger
+	rand *rand.Rand
+
+	connected Gauge
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu       sync.Mutex // guards versions and nacks for the accessors
+	versions map[string]string
+	nacks    map[string]string
+
+	// Owned by Run's goroutine.
+	subs         map[string]*subscription
+	clusters     map[string]*clusterv3.Cluster // accepted, handed to the data plane
+	pending      map[string]*clusterv3.Cluster // EDS clusters waiting for endpoints
+	pendingSince map[string]time.Time
+	clas         map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
+	listeners    map[string]*listenerv3.Listener
+	start        time.Time
+	cdsAnswered  bool
+	cdsInit      bool
+	ldsInit      bool
+	ldsSince     time.Time // when LDS became due; zero before
+}
+
+// subscription is the protocol state of one resource type, kept across
+// streams.
+type subscription struct {
+	typeURL  string
+	wildcard bool
+	names    []string          // EDS: the resource names wanted
+	version  string            // SotW: last accepted version_info
+	nonce    string            // last response nonce
+	versions map[string]string // delta: accepted resource versions
+
+	attempt, success, rejected Counter
+}
+
+// New returns a client applying what it accepts to dp.
+func New(cfg Config, dp DataPlane) *Client {
+	cfg.defaults()
+	cfg.Node = nodeWithUserAgent(cfg.Node)
+	c := &Client{
+		cfg: cfg, dp: dp, log: cfg.Logger,
+		rand:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
+		connected: cfg.Stats.Gauge("control_plane.connected_state"),
+		ready:     make(chan struct{}),
+		versions:  map[string]string{}, nacks: map[string]string{},
+		subs:         map[string]*subscription{},
+		clusters:     map[string]*clusterv3.Cluster{},
+		pending:      map[string]*clusterv3.Cluster{},
+		pendingSince: map[string]time.Time{},
+		clas:         map[string]*endpointv3.ClusterLoadAssignment{},
+		listeners:    map[string]*listenerv3.Listener{},
+	}
+	c.connected.Set(0)
+	for _, s := range []struct{ url, prefix string }{
+		{TypeCluster, "cluster_manager.cds."},
+		{TypeEndpoint, ""},
+		{TypeListener, "listener_manager.lds."},
+	} {
+		sub := &subscription{typeURL: s.url, wildcard: s.url != TypeEndpoint, versions: map[string]string{}}
+		if s.prefix != "" {
+			sub.attempt = cfg.Stats.Counter(s.prefix + "update_attempt")
+			sub.success = cfg.Stats.Counter(s.prefix + "update_success")
+			sub.rejected = cfg.Stats.Counter(s.prefix + "update_rejected")
+		} else {
+			sub.attempt, sub.success, sub.rejected = nopStat{}, nopStat{}, nopStat{}
+		}
+		c.subs[s.url] = sub
+	}
+	return c
+}
+
+// Ready is closed once the initial clusters (with their endpoints) and
+// listeners were applied, or their initial_fetch_timeout ran out.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Version returns the last accepted version_info (SotW) or
+// system_version_info (delta) of a resource type.
+func (c *Client) Version(typeURL string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.versions[typeURL]
+}
+
+// LastNACK returns the error_detail message of the last rejected update of
+// a resource type, "" once an update is accepted again.
+func (c *Client) LastNACK(typeURL string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nacks[typeURL]
+}
+
+// Run connects to the control plane and keeps the stream up, reconnecting
+// with jittered exponential backoff, until ctx ends. What was applied
+// stays applied when the control plane is gone.
+func (c *Client) Run(ctx context.Context) error {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: c.cfg.KeepaliveTime, Timeout: c.cfg.KeepaliveTimeout}),
+	}
+	if c.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(c.cfg.Dial))
+	}
+	if c.cfg.Authority != "" {
+		opts = append(opts, grpc.WithAuthority(c.cfg.Authority))
+	}
+	conn, err := grpc.NewClient(c.cfg.Target, opts...)
+	if err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	defer conn.Close()
+	c.start = time.Now()
+	failures := 0
+	for {
+		var got bool
+		if c.cfg.Delta {
+			got, err = c.deltaSession(ctx, conn)
+		} else {
+			got, err = c.sotwSession(ctx, conn)
+		}
+		c.connected.Set(0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if got {
+			failures = 0
+		}
+		wait := c.backoff(failures)
+		failures++
+		c.log.Warn("xds stream closed, reconnecting", zap.Error(err), zap.Duration("backoff", wait))
+		t := time.NewTimer(wait)
+		for waiting := true; waiting; {
+			dl := c.deadlineTimer()
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				stopTimer(dl)
+				return nil
+			case <-t.C:
+				waiting = false
+			case <-timerC(dl):
+				c.onDeadline(ctx)
+			}
+			stopTimer(dl)
+		}
+	}
+}
+
+// backoff is Envoy's jittered exponential backoff: between half and all of
+// min(base·2^n, max).
+func (c *Client) backoff(n int) time.Duration {
+	d := c.cfg.BackoffBase
+	for i := 0; i < n && d < c.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.cfg.BackoffMax)
+	return d/2 + time.Duration(c.rand.Int64N(int64(d/2)+1))
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+// deadlineTimer fires at the next initial-fetch or warming timeout, or is
+// nil when none is due.
+func (c *Client) deadlineTimer() *time.Timer {
+	var next time.Time
+	consider := func(since time.Time, d time.Duration) {
+		if d < 0 || since.IsZero() {
+			return
+		}
+		at := since.Add(d)
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if !c.cdsInit {
+		consider(c.start, c.cfg.CDSInitialFetchTimeout)
+	}
+	for _, since := range c.pendingSince {
+		consider(since, c.cfg.CDSInitialFetchTimeout)
+	}
+	if !c.ldsInit {
+		consider(c.ldsSince, c.cfg.LDSInitialFetchTimeout)
+	}
+	if next.IsZero() {
+		return nil
+	}
+	return time.NewTimer(max(time.Until(next), 0))
+}
+
+// onDeadline applies the timeouts that ran out: warming EDS clusters start
+// without endpoints, initialisation stops waiting.
+func (c *Client) onDeadline(ctx context.Context) {
+	now := time.Now()
+	d := c.cfg.CDSInitialFetchTimeout
+	var late []*clusterv3.Cluster
+	for name, since := range c.pendingSince {
+		if d >= 0 && !now.Before(since.Add(d)) {
+			late = append(late, c.pending[name])
+		}
+	}
+	if len(late) > 0 {
+		sort.Slice(late, func(i, j int) bool { return late[i].GetName() < late[j].GetName() })
+		for _, cl := range late {
+			c.log.Warn("cluster initial endpoints fetch timed out; starting without hosts", zap.String("cluster", cl.GetName()))
+		}
+		if err := c.addClusters(ctx, late, late); err != nil {
+			c.log.Warn("adding warming clusters", zap.Error(err))
+		}
+	}
+	if !c.cdsInit && d >= 0 && !now.Before(c.start.Add(d)) {
+		c.log.Warn("CDS initial fetch timed out")
+		c.cdsInit = true
+	}
+	if !c.ldsInit && !c.ldsSince.IsZero() && c.cfg.LDSInitialFetchTimeout >= 0 && !now.Before(c.ldsSince.Add(c.cfg.LDSInitialFetchTimeout)) {
+		c.log.Warn("LDS initial fetch timed out")
+		c.ldsInit = true
+	}
+	c.updateInit()
+}
+
+// updateInit advances initialisation: CDS is initialised once answered
+// and its EDS clusters warmed; LDS becomes due then; Ready closes when
+// both are initialised.
+func (c *Client) updateInit() {
+	if !c.cdsInit && c.cdsAnswered && len(c.pendingSince) == 0 {
+		c.cdsInit = true
+	}
+	if c.cdsInit && c.ldsSince.IsZero() {
+		c.ldsSince = time.Now()
+	}
+	if c.cdsInit && c.ldsInit {
+		c.readyOnce.Do(func() { close(c.ready) })
+	}
+}
+
+func (c *Client) setVersion(typeURL, version, nack string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if nack == "" {
+		c.versions[typeURL] = version
+	}
+	c.nacks[typeURL] = nack
+}
+
+// edsNames lists the EDS resource names the current clusters need.
+func (c *Client) edsNames() []string {
+	set := map[string]bool{}
+	for _, m := range []map[string]*clusterv3.Cluster{c.clusters, c.pending} {
+		for _, cl := range m {
+			if isEDS(cl) {
+				set[edsName(cl)] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func isEDS(cl *clusterv3.Cluster) bool { return cl.GetType() == clusterv3.Cluster_EDS }
+
+func edsName(cl *clusterv3.Cluster) string {
+	if n := cl.GetEdsClusterConfig().GetServiceName(); n != "" {
+		return n
+	}
+	return cl.GetName()
+}
+
+func withAssignment(cl *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment) *clusterv3.Cluster {
+	if cla == nil {
+		return cl
+	}
+	out := proto.Clone(cl).(*clusterv3.Cluster)
+	out.LoadAssignment = cla
+	return out
+}
+
+// nodeWithUserAgent fills the user agent fields Envoy sends when the
+// bootstrap left them empty.
+func nodeWithUserAgent(n *corev3.Node) *corev3.Node {
+	if n == nil {
+		n = &corev3.Node{}
+	} else {
+		n = proto.Clone(n).(*corev3.Node)
+	}
+	if n.GetUserAgentName() == "" {
+		n.UserAgentName = "envoy"
+	}
+	if n.GetUserAgentVersionType() == nil {
+		n.UserAgentVersionType = &corev3.Node_UserAgentBuildVersion{UserAgentBuildVersion: &corev3.BuildVersion{
+			Version: &typev3.SemanticVersion{MajorNumber: 1, MinorNumber: 36, Patch: 0},
+		}}
+	}
+	return n
+}

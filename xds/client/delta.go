@@ -1,0 +1,234 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"go.uber.org/zap"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// deltaStream is one DeltaAggregatedResources stream.
+type deltaStream struct {
+	c        *Client
+	stream   discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	sentNode bool
+	sent     map[string][]string // names subscribed per type on this stream
+}
+
+func (s *deltaStream) send(req *discoveryv3.DeltaDiscoveryRequest) error {
+	if !s.sentNode || !s.c.cfg.SetNodeOnFirstMessageOnly {
+		req.Node = s.c.cfg.Node
+		s.sentNode = true
+	}
+	if err := s.stream.Send(req); err != nil {
+		return fmt.Errorf("xds: send %s: %w", req.GetTypeUrl(), err)
+	}
+	return nil
+}
+
+// sync subscribes (first request of a type on the stream, with
+// initial_resource_versions) or changes the EDS names.
+func (s *deltaStream) sync() error {
+	c := s.c
+	want := []struct {
+		url   string
+		names []string
+		due   bool
+	}{
+		{TypeCluster, nil, true},
+		{TypeEndpoint, c.edsNames(), true},
+		{TypeListener, nil, c.cdsInit},
+	}
+	for _, w := range want {
+		sub := c.subs[w.url]
+		sent, ok := s.sent[w.url]
+		if !w.due || (ok && slices.Equal(sent, w.names)) {
+			continue
+		}
+		if w.url == TypeEndpoint && !ok && len(w.names) == 0 {
+			continue
+		}
+		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: w.url}
+		if !ok {
+			req.ResourceNamesSubscribe = w.names
+			if len(sub.versions) > 0 {
+				req.InitialResourceVersions = maps.Clone(sub.versions)
+			}
+		} else {
+			for _, n := range w.names {
+				if !slices.Contains(sent, n) {
+					req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+				}
+			}
+			for _, n := range sent {
+				if !slices.Contains(w.names, n) {
+					req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
+					delete(sub.versions, n)
+					delete(c.clas, n)
+				}
+			}
+		}
+		sub.names = w.names
+		if err := s.send(req); err != nil {
+			return err
+		}
+		if w.names == nil {
+			w.names = []string{}
+		}
+		s.sent[w.url] = w.names
+	}
+	return nil
+}
+
+// deltaSession runs one incremental stream until it breaks or ctx ends.
+func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (bool, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(sctx)
+	if err != nil {
+		return false, fmt.Errorf("xds: %w", err)
+	}
+	s := &deltaStream{c: c, stream: stream, sent: map[string][]string{}}
+	if err := s.sync(); err != nil {
+		return false, err
+	}
+	c.connected.Set(1)
+	c.log.Info("xds stream established", zap.String("target", c.cfg.Target), zap.Bool("delta", true))
+	recv := make(chan recvResult[*discoveryv3.DeltaDiscoveryResponse], 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			r, err := stream.Recv()
+			select {
+			case recv <- recvResult[*discoveryv3.DeltaDiscoveryResponse]{r, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	got := false
+	for {
+		dl := c.deadlineTimer()
+		select {
+		case <-ctx.Done():
+			stopTimer(dl)
+			return got, ctx.Err()
+		case r := <-recv:
+			stopTimer(dl)
+			if r.err != nil {
+				return got, fmt.Errorf("xds: receive: %w", r.err)
+			}
+			got = true
+			if err := c.handleDelta(ctx, s, r.resp); err != nil {
+				return got, err
+			}
+		case <-timerC(dl):
+			c.onDeadline(ctx)
+		}
+		if err := s.sync(); err != nil {
+			return got, err
+		}
+	}
+}
+
+// handleDelta applies one incremental response and ACKs or NACKs it.
+func (c *Client) handleDelta(ctx context.Context, s *deltaStream, resp *discoveryv3.DeltaDiscoveryResponse) error {
+	sub, ok := c.subs[resp.GetTypeUrl()]
+	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
+	if !ok {
+		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: fmt.Sprintf("unsubscribed resource type %q", resp.GetTypeUrl())}
+		return s.send(req)
+	}
+	sub.attempt.Inc()
+	err := c.applyDelta(ctx, resp)
+	switch resp.GetTypeUrl() {
+	case TypeCluster:
+		c.cdsAnswered = true
+	case TypeListener:
+		c.ldsInit = true
+	}
+	c.updateInit()
+	if err == nil {
+		for _, r := range resp.GetResources() {
+			sub.versions[r.GetName()] = r.GetVersion()
+		}
+		for _, n := range resp.GetRemovedResources() {
+			delete(sub.versions, n)
+		}
+		sub.version = resp.GetSystemVersionInfo()
+		sub.success.Inc()
+		c.setVersion(sub.typeURL, sub.version, "")
+		c.log.Info("xds delta update accepted", zap.String("type", sub.typeURL), zap.String("system_version_info", sub.version),
+			zap.Int("resources", len(resp.GetResources())), zap.Int("removed", len(resp.GetRemovedResources())))
+	} else {
+		sub.rejected.Inc()
+		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		c.setVersion(sub.typeURL, "", err.Error())
+		c.log.Warn("xds delta update rejected", zap.String("type", sub.typeURL), zap.Error(err))
+	}
+	sub.nonce = resp.GetNonce()
+	return s.send(req)
+}
+
+func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscoveryResponse) error {
+	var errs []error
+	switch resp.GetTypeUrl() {
+	case TypeCluster:
+		var ups []*clusterv3.Cluster
+		for _, r := range resp.GetResources() {
+			cl, err := decode(r.GetResource(), TypeCluster, newCluster)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("cluster %q: %w", r.GetName(), err))
+				continue
+			}
+			ups = append(ups, cl)
+		}
+		errs = append(errs, c.applyClusters(ctx, ups, resp.GetRemovedResources()))
+	case TypeEndpoint:
+		var clas []*endpointv3.ClusterLoadAssignment
+		for _, r := range resp.GetResources() {
+			cla, err := decode(r.GetResource(), TypeEndpoint, newCLA)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("cluster_load_assignment %q: %w", r.GetName(), err))
+				continue
+			}
+			clas = append(clas, cla)
+		}
+		errs = append(errs, c.applyEndpoints(ctx, clas))
+		for _, n := range resp.GetRemovedResources() {
+			// The clusters keep their hosts, as Envoy's EDS does when an
+			// assignment is removed.
+			delete(c.clas, n)
+		}
+	case TypeListener:
+		next := maps.Clone(c.listeners)
+		for _, r := range resp.GetResources() {
+			l, err := decode(r.GetResource(), TypeListener, newListener)
+			if err != nil {
+				return fmt.Errorf("listener %q: %w", r.GetName(), err)
+			}
+			next[l.GetName()] = l
+		}
+		for _, n := range resp.GetRemovedResources() {
+			delete(next, n)
+		}
+		errs = append(errs, c.applyListeners(ctx, next))
+	}
+	return errors.Join(errs...)
+}

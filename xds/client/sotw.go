@@ -1,0 +1,237 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"go.uber.org/zap"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+)
+
+// sotwStream is one StreamAggregatedResources stream.
+type sotwStream struct {
+	c        *Client
+	stream   discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	sentNode bool
+	sent     map[string][]string // names last requested per type; absent: not subscribed
+}
+
+func (s *sotwStream) send(req *discoveryv3.DiscoveryRequest) error {
+	if !s.sentNode || !s.c.cfg.SetNodeOnFirstMessageOnly {
+		req.Node = s.c.cfg.Node
+		s.sentNode = true
+	}
+	if err := s.stream.Send(req); err != nil {
+		return fmt.Errorf("xds: send %s: %w", req.GetTypeUrl(), err)
+	}
+	return nil
+}
+
+// sync sends the subscriptions that are due and not yet requested on this
+// stream, in Envoy's order: CDS, EDS, LDS.
+func (s *sotwStream) sync() error {
+	c := s.c
+	want := []struct {
+		url   string
+		names []string
+		due   bool
+	}{
+		{TypeCluster, nil, true},
+		{TypeEndpoint, c.edsNames(), true},
+		{TypeListener, nil, c.cdsInit},
+	}
+	for _, w := range want {
+		sub := c.subs[w.url]
+		sent, ok := s.sent[w.url]
+		if !w.due || (ok && slices.Equal(sent, w.names)) {
+			continue
+		}
+		if w.url == TypeEndpoint && len(w.names) == 0 {
+			// An empty list would read as a wildcard; the stale
+			// subscription is harmless.
+			continue
+		}
+		sub.names = w.names
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: w.url, ResourceNames: w.names, VersionInfo: sub.version, ResponseNonce: sub.nonce}
+		if err := s.send(req); err != nil {
+			return err
+		}
+		if w.names == nil {
+			w.names = []string{}
+		}
+		s.sent[w.url] = w.names
+	}
+	return nil
+}
+
+type recvResult[T any] struct {
+	resp T
+	err  error
+}
+
+// sotwSession runs one stream until it breaks or ctx ends; it reports
+// whether a response arrived.
+func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
+	if err != nil {
+		return false, fmt.Errorf("xds: %w", err)
+	}
+	s := &sotwStream{c: c, stream: stream, sent: map[string][]string{}}
+	// A new stream starts without a nonce: the control plane treats the
+	// version as what the data plane already has.
+	for _, sub := range c.subs {
+		sub.nonce = ""
+	}
+	if err := s.sync(); err != nil {
+		return false, err
+	}
+	c.connected.Set(1)
+	c.log.Info("xds stream established", zap.String("target", c.cfg.Target), zap.Bool("delta", false))
+	recv := make(chan recvResult[*discoveryv3.DiscoveryResponse], 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			r, err := stream.Recv()
+			select {
+			case recv <- recvResult[*discoveryv3.DiscoveryResponse]{r, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	got := false
+	for {
+		dl := c.deadlineTimer()
+		select {
+		case <-ctx.Done():
+			stopTimer(dl)
+			return got, ctx.Err()
+		case r := <-recv:
+			stopTimer(dl)
+			if r.err != nil {
+				return got, fmt.Errorf("xds: receive: %w", r.err)
+			}
+			got = true
+			if err := c.handleSotW(ctx, s, r.resp); err != nil {
+				return got, err
+			}
+		case <-timerC(dl):
+			c.onDeadline(ctx)
+		}
+		if err := s.sync(); err != nil {
+			return got, err
+		}
+	}
+}
+
+// handleSotW applies one response and ACKs or NACKs it.
+func (c *Client) handleSotW(ctx context.Context, s *sotwStream, resp *discoveryv3.DiscoveryResponse) error {
+	sub, ok := c.subs[resp.GetTypeUrl()]
+	if !ok {
+		return s.send(&discoveryv3.DiscoveryRequest{
+			TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce(),
+			ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: fmt.Sprintf("unsubscribed resource type %q", resp.GetTypeUrl())},
+		})
+	}
+	sub.attempt.Inc()
+	err := c.applySotW(ctx, resp)
+	if resp.GetTypeUrl() == TypeCluster {
+		c.cdsAnswered = true
+	}
+	if resp.GetTypeUrl() == TypeListener {
+		c.ldsInit = true
+	}
+	c.updateInit()
+	req := &discoveryv3.DiscoveryRequest{TypeUrl: sub.typeURL, ResponseNonce: resp.GetNonce()}
+	if !sub.wildcard {
+		req.ResourceNames = sub.names
+	}
+	if err == nil {
+		sub.version = resp.GetVersionInfo()
+		sub.success.Inc()
+		c.setVersion(sub.typeURL, sub.version, "")
+		c.log.Info("xds update accepted", zap.String("type", sub.typeURL), zap.String("version", sub.version), zap.Int("resources", len(resp.GetResources())))
+	} else {
+		sub.rejected.Inc()
+		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		c.setVersion(sub.typeURL, "", err.Error())
+		c.log.Warn("xds update rejected", zap.String("type", sub.typeURL), zap.String("version", resp.GetVersionInfo()), zap.Error(err))
+	}
+	req.VersionInfo = sub.version
+	sub.nonce = resp.GetNonce()
+	return s.send(req)
+}
+
+func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+	var errs []error
+	switch resp.GetTypeUrl() {
+	case TypeCluster:
+		var ups []*clusterv3.Cluster
+		present := map[string]bool{}
+		for _, a := range resp.GetResources() {
+			cl, err := decode(a, TypeCluster, newCluster)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			ups = append(ups, cl)
+			present[cl.GetName()] = true
+		}
+		if len(errs) > 0 {
+			// Without every resource the removal set is unknown.
+			return errors.Join(errs...)
+		}
+		var removes []string
+		for _, m := range []map[string]*clusterv3.Cluster{c.clusters, c.pending} {
+			for name := range m {
+				if !present[name] {
+					removes = append(removes, name)
+				}
+			}
+		}
+		return c.applyClusters(ctx, ups, removes)
+	case TypeEndpoint:
+		var clas []*endpointv3.ClusterLoadAssignment
+		for _, a := range resp.GetResources() {
+			cla, err := decode(a, TypeEndpoint, newCLA)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			clas = append(clas, cla)
+		}
+		errs = append(errs, c.applyEndpoints(ctx, clas))
+		return errors.Join(errs...)
+	case TypeListener:
+		next := map[string]*listenerv3.Listener{}
+		for _, a := range resp.GetResources() {
+			l, err := decode(a, TypeListener, newListener)
+			if err != nil {
+				return err
+			}
+			if _, dup := next[l.GetName()]; dup {
+				return fmt.Errorf("listener %q: name: duplicate in one response", l.GetName())
+			}
+			next[l.GetName()] = l
+		}
+		return c.applyListeners(ctx, next)
+	}
+	return nil
+}
