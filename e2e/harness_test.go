@@ -287,7 +287,13 @@ func get(t testing.TB, c *http.Client, url string, hdr ...string) (*http.Respons
 	return do(t, c, req)
 }
 
-// closedPort returns a loopback port nothing listens on.
+// deadHost is a loopback address nothing in these tests listens on (they
+// bind 127.0.0.1 and 127.0.0.2 only), so connecting to any of its ports is
+// refused, even while parallel tests take and release ports.
+const deadHost = "127.0.0.3"
+
+// closedPort returns a port for deadHost (bootstraps put dead endpoints
+// on 127.0.0.3).
 func closedPort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -61,7 +61,7 @@ func TestRetries(t *testing.T) {
 	dead := closedPort(t)
 	p := startProxy(t, "retry.yaml", vars{"Up": up.Port, "Dead": dead})
 	c := h1Client()
-	deadHost := fmt.Sprintf("127.0.0.1:%d", dead)
+	deadAddr := fmt.Sprintf("%s:%d", deadHost, dead)
 	upHost := up.Addr()
 
 	cases := []struct {
@@ -81,7 +81,7 @@ func TestRetries(t *testing.T) {
 		{"no-policy", "/no-retry/a", 503, 1, false, 503, 1, "503 - " + upHost},
 		{"per-try-timeout-recovers", "/per-try/a", 0, 1, true, 200, 2, "200 - " + upHost},
 		{"per-try-timeout-exhausted", "/per-try/b", 0, 2, true, 504, 2, "504 UT,URX " + upHost},
-		{"connect-failure-exhausted", "/connect-failure/dead/a", 0, 0, false, 503, 0, "503 UF,URX " + deadHost},
+		{"connect-failure-exhausted", "/connect-failure/dead/a", 0, 0, false, 503, 0, "503 UF,URX " + deadAddr},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,7 +125,7 @@ func TestRetries(t *testing.T) {
 			resp, _ := get(t, c, p.url("retry", path))
 			if resp.StatusCode == 503 {
 				failed++
-				if line := findLog(t, accessLog(p), path); line != "503 UF "+deadHost+" "+path {
+				if line := findLog(t, accessLog(p), path); line != "503 UF "+deadAddr+" "+path {
 					t.Errorf("access log %q", line)
 				}
 			}
