@@ -12,7 +12,9 @@ import (
 )
 
 func ackOf(typeURL, version string) func(request) bool {
-	return func(r request) bool { return r.typeURL == typeURL && r.version == version && r.errDetail == "" && r.nonce != "" }
+	return func(r request) bool {
+		return r.typeURL == typeURL && r.version == version && r.errDetail == "" && r.nonce != ""
+	}
 }
 
 // TestADSSotW: the control plane pushes a listener with an inline route
@@ -48,8 +50,8 @@ func TestADSSotW(t *testing.T) {
 
 	bad := []struct {
 		name, version, typeURL, detail, prev string
-		clusters                       []*clusterv3.Cluster
-		listener                       *listenerv3.Listener
+		clusters                             []*clusterv3.Cluster
+		listener                             *listenerv3.Listener
 	}{
 		{
 			name: "invalid regex", version: "v3", prev: "v2", typeURL: client.TypeListener, detail: "safe_regex",
@@ -74,7 +76,9 @@ cluster_type: {name: envoy.clusters.no_such_type}
 	}
 	for _, b := range bad {
 		cp.set(b.version, b.clusters, clas, []*listenerv3.Listener{b.listener})
-		nack := cp.waitRequest(b.name+" NACK", func(r request) bool { return r.typeURL == b.typeURL && r.errDetail != "" && r.nonce != "" && strings.Contains(r.errDetail, b.detail) })
+		nack := cp.waitRequest(b.name+" NACK", func(r request) bool {
+			return r.typeURL == b.typeURL && r.errDetail != "" && r.nonce != "" && strings.Contains(r.errDetail, b.detail)
+		})
 		t.Logf("%s: NACK detail: %s", b.name, nack.errDetail)
 		if nack.version != b.prev {
 			t.Errorf("%s: NACK version_info %q, want the previous %s", b.name, nack.version, b.prev)
