@@ -157,7 +157,8 @@ func (cp *controlPlane) waitRequest(what string, f func(request) bool) request {
 // set publishes a snapshot.
 func (cp *controlPlane) set(version string, clusters []*clusterv3.Cluster, clas []*endpointv3.ClusterLoadAssignment, ls []*listenerv3.Listener) {
 	cp.t.Helper()
-	res := map[resource.Type][]types.Resource{}
+	// Every type gets the version, even empty: an empty set is an answer.
+	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}}
 	for _, c := range clusters {
 		res[resource.ClusterType] = append(res[resource.ClusterType], c)
 	}

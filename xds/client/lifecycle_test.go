@@ -171,10 +171,12 @@ func TestClientNoLeak(t *testing.T) {
 			CDSInitialFetchTimeout: 5 * time.Second, LDSInitialFetchTimeout: 5 * time.Second,
 		}, rec)
 		ctx, cancel := context.WithCancel(context.Background())
+		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- c.Run(ctx) }()
 		select {
 		case <-c.Ready():
+			t.Logf("delta=%v ready after %v", delta, time.Since(start))
 		case <-time.After(10 * time.Second):
 			t.Fatal("client never ready")
 		}
