@@ -219,7 +219,7 @@ func (c *Client) deadlineTimer() *time.Timer {
 			next = at
 		}
 	}
-	if !c.cdsInit {
+	if !c.cdsInit && !c.cdsAnswered {
 		consider(c.start, c.cfg.CDSInitialFetchTimeout)
 	}
 	for _, since := range c.pendingSince {
@@ -254,7 +254,7 @@ func (c *Client) onDeadline(ctx context.Context) {
 			c.log.Warn("adding warming clusters", zap.Error(err))
 		}
 	}
-	if !c.cdsInit && d >= 0 && !now.Before(c.start.Add(d)) {
+	if !c.cdsInit && !c.cdsAnswered && d >= 0 && !now.Before(c.start.Add(d)) {
 		c.log.Warn("CDS initial fetch timed out")
 		c.cdsInit = true
 	}

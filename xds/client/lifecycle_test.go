@@ -262,3 +262,10 @@ func countEndpoints(cla *endpointv3.ClusterLoadAssignment) int {
 	}
 	return n
 }
+
+func (r *recorder) has(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.clusters[name]
+	return ok
+}
