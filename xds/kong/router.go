@@ -168,7 +168,14 @@ func (t *translator) routeConfig() *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: RouteConfigName}
 	for _, h := range hosts {
 		d := h.domain
-		rc.VirtualHosts = append(rc.VirtualHosts, vhost("kong.host."+d, []string{d}, d, func(r *Route) bool {
+		domains := []string{d}
+		if !h.wildcard && !strings.Contains(d, ":") {
+			// Kong ignores the port of the Host header when the route's
+			// host has none (wildcard hosts rely on the connection
+			// manager's strip_matching_host_port).
+			domains = append(domains, d+":*")
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, vhost("kong.host."+d, domains, d, func(r *Route) bool {
 			if len(r.Hosts) == 0 {
 				return true
 			}
