@@ -139,6 +139,8 @@ func FromBootstrap(dr *bootstrapv3.Bootstrap_DynamicResources, node *corev3.Node
 					errs.add(gp+".google_grpc.target_uri", "required")
 				}
 				cfg.Target = gg.GetTargetUri()
+			default:
+				errs.add(gp, "envoy_grpc or google_grpc is required")
 			}
 		}
 	}

@@ -60,6 +60,11 @@ func (s *sotwStream) sync() error {
 			// subscription is harmless.
 			continue
 		}
+		for _, n := range sub.names {
+			if !slices.Contains(w.names, n) {
+				delete(c.clas, n) // no longer watched: it would go stale
+			}
+		}
 		sub.names = w.names
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: w.url, ResourceNames: w.names, VersionInfo: sub.version, ResponseNonce: sub.nonce}
 		if err := s.send(req); err != nil {
