@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/tls"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -35,10 +36,11 @@ func TestProtocolMatrix(t *testing.T) {
 	}{
 		{"/h1/", "HTTP/1.1", "h1"},
 		{"/h2/", "HTTP/2.0", "h2"},
+		{"/h2l/", "HTTP/2.0", "h2"},
 	}
 	for _, d := range downstream {
 		for _, u := range upstreams {
-			t.Run(d.name+u.prefix[:3], func(t *testing.T) {
+			t.Run(d.name+strings.TrimSuffix(u.prefix, "/"), func(t *testing.T) {
 				resp, body := do(t, d.client, mustReq(t, "POST", d.scheme+"://"+p.addr(d.listener)+u.prefix+"x?q=1", stringsReader("payload")))
 				if resp.StatusCode != 200 {
 					t.Fatalf("status %d: %s", resp.StatusCode, body)

@@ -29,6 +29,12 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	fails, _ := strconv.Atoi(r.Header.Get("X-Fail-Count"))
 	if n <= fails {
+		if r.Header.Get("X-Reset") != "" {
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
 		if r.Header.Get("X-Slow") != "" {
 			select {
 			case <-r.Context().Done():
@@ -67,27 +73,47 @@ func TestRetries(t *testing.T) {
 	cases := []struct {
 		name, path          string
 		failStatus, fails   int
-		slow                bool
+		slow, reset         bool
 		wantStatus, wantHit int
 		wantLog             string // access log line without the path
 	}{
-		{"5xx-recovers", "/5xx/a", 503, 2, false, 200, 3, "200 - " + upHost},
-		{"5xx-500-recovers", "/5xx/b", 500, 1, false, 200, 2, "200 - " + upHost},
-		{"5xx-exhausted", "/5xx/c", 503, 5, false, 503, 3, "503 URX " + upHost},
-		{"gateway-error-502", "/gateway-error/a", 502, 1, false, 200, 2, "200 - " + upHost},
-		{"gateway-error-not-500", "/gateway-error/b", 500, 1, false, 500, 1, "500 - " + upHost},
-		{"status-codes-418", "/status-codes/a", 418, 1, false, 200, 2, "200 - " + upHost},
-		{"status-codes-not-503", "/status-codes/b", 503, 1, false, 503, 1, "503 - " + upHost},
-		{"no-policy", "/no-retry/a", 503, 1, false, 503, 1, "503 - " + upHost},
-		{"per-try-timeout-recovers", "/per-try/a", 0, 1, true, 200, 2, "200 - " + upHost},
-		{"per-try-timeout-exhausted", "/per-try/b", 0, 2, true, 504, 2, "504 UT,URX " + upHost},
-		{"connect-failure-exhausted", "/connect-failure/dead/a", 0, 0, false, 503, 0, "503 UF,URX " + deadAddr},
+		{"5xx-recovers", "/5xx/a", 503, 2, false, false, 200, 3, "200 - " + upHost},
+		{"5xx-500-recovers", "/5xx/b", 500, 1, false, false, 200, 2, "200 - " + upHost},
+		{"5xx-exhausted", "/5xx/c", 503, 5, false, false, 503, 3, "503 URX " + upHost},
+		{"gateway-error-502", "/gateway-error/a", 502, 1, false, false, 200, 2, "200 - " + upHost},
+		{"gateway-error-not-500", "/gateway-error/b", 500, 1, false, false, 500, 1, "500 - " + upHost},
+		{"status-codes-418", "/status-codes/a", 418, 1, false, false, 200, 2, "200 - " + upHost},
+		{"status-codes-not-503", "/status-codes/b", 503, 1, false, false, 503, 1, "503 - " + upHost},
+		{"no-policy", "/no-retry/a", 503, 1, false, false, 503, 1, "503 - " + upHost},
+		{"per-try-timeout-recovers", "/per-try/a", 0, 1, true, false, 200, 2, "200 - " + upHost},
+		{"per-try-timeout-exhausted", "/per-try/b", 0, 2, true, false, 504, 2, "504 UT,URX " + upHost},
+		{"reset-recovers", "/reset/a", 0, 1, false, true, 200, 2, "200 - " + upHost},
+		{"reset-no-policy-fresh-connection", "/fresh/reset", 0, 1, false, true, 503, 1, "503 UC " + upHost},
+		{"reset-no-policy-reused-connection", "/no-retry/reset", 0, 1, false, true, 503, 1, "503 UC " + upHost},
+		{"retriable-4xx-409", "/retriable-4xx/a", 409, 1, false, false, 200, 2, "200 - " + upHost},
+		{"retriable-4xx-not-404", "/retriable-4xx/b", 404, 1, false, false, 404, 1, "404 - " + upHost},
+		{"connect-failure-exhausted", "/connect-failure/dead/a", 0, 0, false, false, 503, 0, "503 UF,URX " + deadAddr},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "reset-no-policy-fresh-connection" {
+				bug(t, "an HTTP/1.1 upstream closing its connection before the response is Envoy's reset reason "+
+					"connection termination: flag UC, body \"upstream connect error or disconnect/reset before headers. "+
+					"reset reason: connection termination\" (cluster/roundtrip.go documents ErrUpstreamReset as UC); "+
+					"filterchain/router/router.go failureReply case FailureReset sets FlagUpstreamRemoteReset (UR) and "+
+					"says \"remote reset\": use FlagUpstreamConnectionTermination and that text there")
+			}
+			if tc.name == "reset-no-policy-reused-connection" {
+				bug(t, "without a retry policy an idempotent request whose pooled upstream HTTP/1.1 connection is "+
+					"closed before the response is sent again: net/http's Transport replays GET/HEAD/OPTIONS on a reused "+
+					"connection (the upstream sees the request twice and the client gets 200), where Envoy answers "+
+					"503 UC. Make upstream requests non-replayable for net/http in filterchain/router buildRequest or "+
+					"cluster RoundTrip (e.g. a non-nil, non-NoBody empty Body without GetBody) and leave replays to "+
+					"retry_policy")
+			}
 			start := time.Now()
 			resp, body := get(t, c, p.url("retry", tc.path), "x-key", tc.path,
-				"x-fail-count", strconv.Itoa(tc.fails), "x-fail-status", strconv.Itoa(tc.failStatus), "x-slow", map[bool]string{true: "1"}[tc.slow])
+				"x-fail-count", strconv.Itoa(tc.fails), "x-fail-status", strconv.Itoa(tc.failStatus), "x-slow", map[bool]string{true: "1"}[tc.slow], "x-reset", map[bool]string{true: "1"}[tc.reset])
 			if resp.StatusCode != tc.wantStatus {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.wantStatus, body)
 			}
