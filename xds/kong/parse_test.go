@@ -2,6 +2,8 @@ package kong
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"errors"
 	"strings"
 	"testing"
@@ -137,10 +139,33 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("_format_version: \"3.0\"\nservices:\n- url: http://a:1/x\n  routes:\n  - paths: [/, \"~/v\\\\d+\"]\n"))
 	f.Add([]byte(`{"_format_version":"3.0","upstreams":[{"name":"u","targets":[{"target":"a:1"}]}]}`))
 	f.Add([]byte("_format_version: \"3.0\"\nfilter_chains:\n- route: r\n  filters: [{name: a, config: {x: 1}}]\n"))
+	seeds, _ := filepath.Glob("testdata/*.yaml")
+	for _, p := range seeds {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data)
 		if err == nil && cfg == nil {
 			t.Fatal("nil config without error")
+		}
+		if err == nil {
+			// Whatever parses translates without panicking, and what
+			// translates passes the generated validators.
+			res, terr := Translate(cfg, Options{FiltersPath: "/f", FileExists: func(string) bool { return true }})
+			if terr == nil {
+				for _, l := range res.Listeners {
+					if verr := l.ValidateAll(); verr != nil {
+						t.Fatalf("listener: %v", verr)
+					}
+				}
+				for _, c := range res.Clusters {
+					if verr := c.ValidateAll(); verr != nil {
+						t.Fatalf("cluster: %v", verr)
+					}
+				}
+			}
 		}
 		if err != nil {
 			var ke *Error
