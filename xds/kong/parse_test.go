@@ -2,9 +2,9 @@ package kong
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
-	"errors"
 	"strings"
 	"testing"
 )
