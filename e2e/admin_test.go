@@ -136,12 +136,42 @@ func TestAdmin(t *testing.T) {
 				t.Errorf("/stats lacks %q", want)
 			}
 		}
+		// As in Envoy, listener stats are named after the configured
+		// address (port 0 here), not the bound one.
+		ingress := "127.0.0.1_0"
+		for name, want := range map[string]int64{
+			"listener." + ingress + ".downstream_cx_total": 1,
+			"cluster.backend.membership_healthy":           1,
+			"cluster.backend.membership_total":             1,
+			"http.admin_e2e.downstream_rq_http1_total":     1,
+		} {
+			if got := p.stat(name); got != want {
+				t.Errorf("%s = %d, want %d", name, got, want)
+			}
+		}
 		_, filtered := p.admin("/stats?filter=upstream_rq_total")
 		if strings.Contains(filtered, "downstream") || !strings.Contains(filtered, "cluster.backend.upstream_rq_total: 1") {
 			t.Errorf("/stats?filter=upstream_rq_total:\n%s", filtered)
 		}
 		if n := p.stat("cluster.backend.upstream_rq_total"); n != 1 {
 			t.Errorf("/stats?format=json upstream_rq_total %d", n)
+		}
+	})
+	t.Run("other-endpoints", func(t *testing.T) {
+		if _, body := p.admin("/config_dump?include_eds"); !strings.Contains(body, "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump") {
+			t.Errorf("/config_dump?include_eds lacks the endpoints dump")
+		}
+		if _, body := p.admin("/config_dump"); strings.Contains(body, "EndpointsConfigDump") {
+			t.Errorf("/config_dump without include_eds has the endpoints dump")
+		}
+		for path, want := range map[string]string{
+			"/runtime": `"layers"`,
+			"/memory":  `"allocated"`,
+			"/certs":   `"certificates"`,
+		} {
+			if code, body := p.admin(path); code != 200 || !strings.Contains(body, want) {
+				t.Errorf("%s: %d %.200q", path, code, body)
+			}
 		}
 	})
 	t.Run("prometheus", func(t *testing.T) {
