@@ -41,11 +41,11 @@ func (c *Client) applyClusters(ctx context.Context, upserts []*clusterv3.Cluster
 			continue
 		}
 		seen[name] = true
-		if old, ok := c.clusters[name]; ok && proto.Equal(old, cl) {
+		if old, ok := c.clusters[name]; ok && same(old, cl) {
 			c.dropPending(name) // a newer version was warming; back to the serving one
 			continue
 		}
-		if p, ok := c.pending[name]; ok && proto.Equal(p, cl) {
+		if p, ok := c.pending[name]; ok && same(p, cl) {
 			continue
 		}
 		if v, ok := c.dp.(Validator); ok {
@@ -129,7 +129,7 @@ func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterL
 			continue
 		}
 		prev := c.clas[svc]
-		if prev != nil && proto.Equal(prev, cla) {
+		if prev != nil && same(prev, cla) {
 			continue
 		}
 		ok := true
@@ -163,14 +163,14 @@ func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterL
 // applyListeners swaps in the whole set of dynamic listeners, or nothing.
 func (c *Client) applyListeners(ctx context.Context, next map[string]*listenerv3.Listener) error {
 	if len(next) == len(c.listeners) {
-		same := true
+		unchanged := true
 		for name, l := range next {
-			if old, ok := c.listeners[name]; !ok || !proto.Equal(old, l) {
-				same = false
+			if old, ok := c.listeners[name]; !ok || !same(old, l) {
+				unchanged = false
 				break
 			}
 		}
-		if same {
+		if unchanged {
 			return nil
 		}
 	}
@@ -210,3 +210,46 @@ func decode[T proto.Message](a *anypb.Any, typeURL string, newT func() T) (T, er
 func newCluster() *clusterv3.Cluster            { return &clusterv3.Cluster{} }
 func newCLA() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }
 func newListener() *listenerv3.Listener         { return &listenerv3.Listener{} }
+
+// same reports whether two resources are equal; a resource reused from the
+// previous response (identical bytes) is the same pointer.
+func same[T proto.Message](a, b T) bool {
+	return any(a) == any(b) || proto.Equal(a, b)
+}
+
+// decodeCache reuses the decoded resources of the previous SotW response
+// of a type when their bytes did not change, so that an unchanged resource
+// costs neither an unmarshal nor a deep comparison.
+type decodeCache struct {
+	prev, next map[string]proto.Message
+}
+
+func (d *decodeCache) get(a *anypb.Any) (proto.Message, bool) {
+	m, ok := d.prev[a.GetTypeUrl()+"\x00"+string(a.GetValue())]
+	return m, ok
+}
+
+func (d *decodeCache) put(a *anypb.Any, m proto.Message) {
+	if d.next == nil {
+		d.next = map[string]proto.Message{}
+	}
+	d.next[a.GetTypeUrl()+"\x00"+string(a.GetValue())] = m
+}
+
+// commit makes this response's resources the ones to reuse.
+func (d *decodeCache) commit() { d.prev, d.next = d.next, nil }
+
+// decodeWith is decode through a cache.
+func decodeWith[T proto.Message](d *decodeCache, a *anypb.Any, typeURL string, newT func() T) (T, error) {
+	if m, ok := d.get(a); ok {
+		if t, ok := m.(T); ok {
+			d.put(a, m)
+			return t, nil
+		}
+	}
+	t, err := decode(a, typeURL, newT)
+	if err == nil {
+		d.put(a, t)
+	}
+	return t, err
+}

@@ -55,6 +55,7 @@ type Client struct {
 	cdsInit      bool
 	ldsInit      bool
 	ldsSince     time.Time // when LDS became due; zero before
+	decodeCaches map[string]*decodeCache
 }
 
 // subscription is the protocol state of one resource type, kept across

@@ -34,7 +34,7 @@ const nodeID = "test-node"
 // controlPlane is go-control-plane's xDS server with a snapshot cache on
 // 127.0.0.1, recording the requests it receives.
 type controlPlane struct {
-	t     *testing.T
+	t     testing.TB
 	addr  string
 	cache cachev3.SnapshotCache
 
@@ -54,7 +54,7 @@ type request struct {
 	userAgent                          string
 }
 
-func startControlPlane(t *testing.T, addr string) *controlPlane {
+func startControlPlane(t testing.TB, addr string) *controlPlane {
 	t.Helper()
 	cp := &controlPlane{t: t, cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
 	cp.serve(addr)
@@ -178,7 +178,7 @@ func (cp *controlPlane) set(version string, clusters []*clusterv3.Cluster, clas 
 }
 
 // parse decodes a YAML resource.
-func parse[T proto.Message](t *testing.T, m T, y string) T {
+func parse[T proto.Message](t testing.TB, m T, y string) T {
 	t.Helper()
 	if err := bootstrap.Parse([]byte(y), m, false); err != nil {
 		t.Fatalf("%v\n%s", err, y)
@@ -186,7 +186,7 @@ func parse[T proto.Message](t *testing.T, m T, y string) T {
 	return m
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -197,7 +197,7 @@ func freePort(t *testing.T) int {
 }
 
 // upstream is an httptest server answering with its name.
-func upstream(t *testing.T, name string) *httptest.Server {
+func upstream(t testing.TB, name string) *httptest.Server {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -207,13 +207,13 @@ func upstream(t *testing.T, name string) *httptest.Server {
 	return s
 }
 
-func hostPort(t *testing.T, s *httptest.Server) (string, int) {
+func hostPort(t testing.TB, s *httptest.Server) (string, int) {
 	t.Helper()
 	a := s.Listener.Addr().(*net.TCPAddr)
 	return a.IP.String(), a.Port
 }
 
-func edsCluster(t *testing.T, name string) *clusterv3.Cluster {
+func edsCluster(t testing.TB, name string) *clusterv3.Cluster {
 	return parse(t, &clusterv3.Cluster{}, fmt.Sprintf(`
 name: %s
 type: EDS
@@ -222,7 +222,7 @@ eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3}}
 `, name))
 }
 
-func assignment(t *testing.T, name string, ups ...*httptest.Server) *endpointv3.ClusterLoadAssignment {
+func assignment(t testing.TB, name string, ups ...*httptest.Server) *endpointv3.ClusterLoadAssignment {
 	var eps []string
 	for _, u := range ups {
 		h, p := hostPort(t, u)
@@ -239,7 +239,7 @@ var wasmPath, _ = filepath.Abs("../../examples/filters/my-filter/my-filter.wasm"
 // ingress is an HTTP listener routing prefix / to cluster through the
 // my-filter Wasm filter with the greeting; route is extra route YAML
 // placed before the catch-all.
-func ingress(t *testing.T, port int, cluster, greeting, route string) *listenerv3.Listener {
+func ingress(t testing.TB, port int, cluster, greeting, route string) *listenerv3.Listener {
 	return parse(t, &listenerv3.Listener{}, fmt.Sprintf(`
 name: ingress
 address: {socket_address: {address: 127.0.0.1, port_value: %d}}
@@ -281,7 +281,7 @@ func greeting(s string) string { return fmt.Sprintf(`{"my_greeting": %q}`, s) }
 
 // proxy starts a wasmesh server whose configuration comes from the control
 // plane over ADS (GRPC or DELTA_GRPC) through the static cluster "xds".
-func proxy(t *testing.T, cp *controlPlane, apiType string) *server.Server {
+func proxy(t testing.TB, cp *controlPlane, apiType string) *server.Server {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(cp.addr)
 	cfg := fmt.Sprintf(`
@@ -339,7 +339,7 @@ func get(port int, path string) (status int, body, greet string, err error) {
 
 // eventually polls until a request through the proxy returns body and
 // greeting.
-func eventually(t *testing.T, port int, path, body, greet string) {
+func eventually(t testing.TB, port int, path, body, greet string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	var last string

@@ -185,13 +185,16 @@ func (c *Client) handleSotW(ctx context.Context, s *sotwStream, resp *discoveryv
 }
 
 func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+	if d := c.decoded(resp.GetTypeUrl()); d != nil {
+		defer d.commit()
+	}
 	var errs []error
 	switch resp.GetTypeUrl() {
 	case TypeCluster:
 		var ups []*clusterv3.Cluster
 		present := map[string]bool{}
 		for _, a := range resp.GetResources() {
-			cl, err := decode(a, TypeCluster, newCluster)
+			cl, err := decodeWith(c.decoded(TypeCluster), a, TypeCluster, newCluster)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -215,7 +218,7 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 	case TypeEndpoint:
 		var clas []*endpointv3.ClusterLoadAssignment
 		for _, a := range resp.GetResources() {
-			cla, err := decode(a, TypeEndpoint, newCLA)
+			cla, err := decodeWith(c.decoded(TypeEndpoint), a, TypeEndpoint, newCLA)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -227,7 +230,7 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 	case TypeListener:
 		next := map[string]*listenerv3.Listener{}
 		for _, a := range resp.GetResources() {
-			l, err := decode(a, TypeListener, newListener)
+			l, err := decodeWith(c.decoded(TypeListener), a, TypeListener, newListener)
 			if err != nil {
 				return err
 			}
@@ -239,4 +242,20 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 		return c.applyListeners(ctx, next)
 	}
 	return nil
+}
+
+// decoded is the decode cache of a type, nil for an unknown type.
+func (c *Client) decoded(typeURL string) *decodeCache {
+	if _, ok := c.subs[typeURL]; !ok {
+		return nil
+	}
+	if c.decodeCaches == nil {
+		c.decodeCaches = map[string]*decodeCache{}
+	}
+	d := c.decodeCaches[typeURL]
+	if d == nil {
+		d = &decodeCache{}
+		c.decodeCaches[typeURL] = d
+	}
+	return d
 }
