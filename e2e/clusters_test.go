@@ -192,8 +192,9 @@ func TestCircuitBreaker(t *testing.T) {
 
 // TestClusterOptions: MAGLEV keeps a hashed user on one host; priorities
 // fail over when priority 0 is unhealthy; a TCP health check marks a
-// closed port unhealthy; an upstream requiring a client certificate gets
-// the cluster's.
+// closed port unhealthy; ORIGINAL_DST with use_http_header goes to the
+// x-envoy-original-dst-host address; an upstream requiring a client
+// certificate gets the cluster's.
 func TestClusterOptions(t *testing.T) {
 	t.Parallel()
 	f := startClusters(t)
@@ -236,6 +237,14 @@ func TestClusterOptions(t *testing.T) {
 		for i := 0; i < 6; i++ {
 			if resp, _ := get(t, c, f.p.url("c", "/tcphc/")); resp.StatusCode != 200 {
 				t.Fatalf("request %d: %d", i, resp.StatusCode)
+			}
+		}
+	})
+	t.Run("original-dst-header", func(t *testing.T) {
+		for _, u := range f.u {
+			resp, body := get(t, c, f.p.url("c", "/origdst/"), "x-envoy-original-dst-host", u.Addr())
+			if resp.StatusCode != 200 || resp.Header.Get("X-Upstream") != u.Name {
+				t.Fatalf("to %s: %d %s %q", u.Addr(), resp.StatusCode, resp.Header.Get("X-Upstream"), body)
 			}
 		}
 	})
