@@ -283,7 +283,14 @@ func greeting(s string) string { return fmt.Sprintf(`{"my_greeting": %q}`, s) }
 // plane over ADS (GRPC or DELTA_GRPC) through the static cluster "xds".
 func proxy(t testing.TB, cp *controlPlane, apiType string) *server.Server {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(cp.addr)
+	return proxyAt(t, cp.addr, apiType, "10s")
+}
+
+// proxyAt is proxy with the control plane's address and the
+// initial_fetch_timeout given.
+func proxyAt(t testing.TB, addr, apiType, fetchTimeout string) *server.Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
 	cfg := fmt.Sprintf(`
 node: {id: %s, cluster: test}
 dynamic_resources:
@@ -292,8 +299,8 @@ dynamic_resources:
     transport_api_version: V3
     set_node_on_first_message_only: true
     grpc_services: [{envoy_grpc: {cluster_name: xds}}]
-  cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 10s}
-  lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 10s}
+  cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: %[5]s}
+  lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: %[5]s}
 static_resources:
   clusters:
   - name: xds
@@ -301,8 +308,8 @@ static_resources:
     connect_timeout: 1s
     load_assignment:
       cluster_name: xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, nodeID, apiType, host, port)
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %[3]s, port_value: %[4]s}}}}]}]
+`, nodeID, apiType, host, port, fetchTimeout)
 	o, err := server.ParseFlags([]string{"--config-yaml", cfg, "-l", "off", "--drain-time-s", "1", "--concurrency", "2"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -268,4 +269,25 @@ func (r *recorder) has(name string) bool {
 	defer r.mu.Unlock()
 	_, ok := r.clusters[name]
 	return ok
+}
+
+// TestControlPlaneNeverAnswers: the proxy starts, waits for the dynamic
+// resources up to the initial fetch timeouts (CDS, then LDS), then goes
+// live without them and connects once the control plane appears.
+func TestControlPlaneNeverAnswers(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens yet
+	start := time.Now()
+	s := proxyAt(t, addr, "GRPC", "0.3s")
+	if d := time.Since(start); d < 600*time.Millisecond {
+		t.Errorf("Start returned after %v, before both initial fetch timeouts (2×300ms)", d)
+	}
+	if got := s.Stats.Gauge("control_plane.connected_state", 1).Value(); got != 0 {
+		t.Errorf("connected_state = %d with no control plane", got)
+	}
+	cp := startControlPlane(t, addr)
+	up := upstream(t, "late")
+	port := freePort(t)
+	cp.set("v1", []*clusterv3.Cluster{edsCluster(t, "backend")}, []*endpointv3.ClusterLoadAssignment{assignment(t, "backend", up)},
+		[]*listenerv3.Listener{ingress(t, port, "backend", greeting("late"), "")})
+	eventually(t, port, "/", "late", "late")
 }
