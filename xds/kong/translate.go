@@ -18,6 +18,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	wasmhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	tlsinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -39,6 +40,10 @@ type Options struct {
 	// ProxyListen are proxy_listen addresses ("0.0.0.0:8000"); empty means
 	// Kong's default 0.0.0.0:8000. Flags after the address are not read here.
 	ProxyListen []string
+	// SSLCert and SSLCertKey are ssl_cert and ssl_cert_key (file paths):
+	// the certificate of ssl listeners for clients whose SNI names no
+	// certificate. Without them such handshakes fail.
+	SSLCert, SSLCertKey string
 	// Headers is Kong's headers setting: "server_tokens" (Via),
 	// "latency_tokens" (X-Kong-*-Latency), "off". Empty means Kong's
 	// default (both).
@@ -242,6 +247,10 @@ func (t *translator) wasmFilter(in instance) *hcmv3.HttpFilter {
 	}
 }
 
+// listenFlags are the proxy_listen flags: ssl and http2 change the
+// listener; the others tune sockets nginx-style and change no behaviour.
+var listenFlags = map[string]bool{"ssl": true, "http2": true, "reuseport": true, "deferred": true, "bind": true, "default_server": true}
+
 func (t *translator) listener(i int, addr string, rc *routev3.RouteConfiguration) (*listenerv3.Listener, error) {
 	fields := strings.Fields(addr)
 	if len(fields) == 0 {
@@ -258,6 +267,16 @@ func (t *translator) listener(i int, addr string, rc *routev3.RouteConfiguration
 	if host == "" || host == "*" {
 		host = "0.0.0.0"
 	}
+	flags := map[string]bool{}
+	for _, f := range fields[1:] {
+		name, _, _ := strings.Cut(f, "=")
+		switch {
+		case listenFlags[name], name == "backlog", name == "so_keepalive", name == "ipv6only":
+			flags[name] = true
+		default:
+			return nil, fmt.Errorf("proxy_listen[%d]: flag %q is not supported by wasmesh", i, f)
+		}
+	}
 	var filters []*hcmv3.HttpFilter
 	for _, in := range t.insts {
 		filters = append(filters, t.wasmFilter(in))
@@ -272,18 +291,79 @@ func (t *translator) listener(i int, addr string, rc *routev3.RouteConfiguration
 		HttpFilters:           filters,
 		StripMatchingHostPort: true,
 	}
-	return &listenerv3.Listener{
+	hcmFilter := []*listenerv3.Filter{{
+		Name:       "envoy.filters.network.http_connection_manager",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+	}}
+	l := &listenerv3.Listener{
 		Name: fmt.Sprintf("kong_proxy_%d", i),
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(pn)},
 		}}},
-		FilterChains: []*listenerv3.FilterChain{{
-			Filters: []*listenerv3.Filter{{
-				Name:       "envoy.filters.network.http_connection_manager",
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
-			}},
-		}},
-	}, nil
+	}
+	if !flags["ssl"] {
+		l.FilterChains = []*listenerv3.FilterChain{{Filters: hcmFilter}}
+		return l, nil
+	}
+	// ssl: one filter chain per certificate, chosen by SNI, and the
+	// ssl_cert chain for every other client.
+	alpn := []string{"http/1.1"}
+	if flags["http2"] {
+		alpn = []string{"h2", "http/1.1"}
+	}
+	tlsChain := func(match *listenerv3.FilterChainMatch, secrets ...string) *listenerv3.FilterChain {
+		ctc := &tlsv3.CommonTlsContext{AlpnProtocols: alpn}
+		for _, name := range secrets {
+			ctc.TlsCertificateSdsSecretConfigs = append(ctc.TlsCertificateSdsSecretConfigs, &tlsv3.SdsSecretConfig{Name: name})
+		}
+		return &listenerv3.FilterChain{
+			FilterChainMatch: match,
+			Filters:          hcmFilter,
+			TransportSocket: &corev3.TransportSocket{
+				Name:       "envoy.transport_sockets.tls",
+				ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{CommonTlsContext: ctc})},
+			},
+		}
+	}
+	l.ListenerFilters = []*listenerv3.ListenerFilter{{
+		Name:       "envoy.filters.listener.tls_inspector",
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspv3.TlsInspector{})},
+	}}
+	seen := map[string]bool{}
+	for k, c := range t.cfg.Certificates {
+		var snis []string
+		for _, sni := range c.SNIs {
+			if !seen[sni] {
+				seen[sni] = true
+				snis = append(snis, sni)
+			}
+		}
+		if len(snis) == 0 {
+			continue
+		}
+		secrets := []string{certSecretName(certID(c, k), 0)}
+		if c.CertAlt != "" {
+			secrets = append(secrets, certSecretName(certID(c, k), 1))
+		}
+		l.FilterChains = append(l.FilterChains, tlsChain(&listenerv3.FilterChainMatch{ServerNames: snis}, secrets...))
+	}
+	if t.opts.SSLCert != "" {
+		l.FilterChains = append(l.FilterChains, tlsChain(nil, DefaultCertificateSecret))
+	}
+	if len(l.FilterChains) == 0 {
+		return nil, fmt.Errorf("proxy_listen[%d]: ssl needs ssl_cert/ssl_cert_key or certificates with snis", i)
+	}
+	return l, nil
+}
+
+// DefaultCertificateSecret names the Secret made of ssl_cert/ssl_cert_key.
+const DefaultCertificateSecret = "kong.default_certificate"
+
+func certID(c *Certificate, i int) string {
+	if c.ID != "" {
+		return c.ID
+	}
+	return strconv.Itoa(i)
 }
 
 func ms(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * time.Millisecond) }
@@ -413,11 +493,20 @@ func certSecretName(id string, alt int) string {
 
 func (t *translator) secrets() []*tlsv3.Secret {
 	var out []*tlsv3.Secret
-	for i, c := range t.cfg.Certificates {
-		id := c.ID
-		if id == "" {
-			id = strconv.Itoa(i)
+	if t.opts.SSLCert != "" || t.opts.SSLCertKey != "" {
+		if t.opts.SSLCert == "" || t.opts.SSLCertKey == "" {
+			t.errf("ssl_cert and ssl_cert_key: set both or neither")
 		}
+		out = append(out, &tlsv3.Secret{
+			Name: DefaultCertificateSecret,
+			Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.opts.SSLCert}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.opts.SSLCertKey}},
+			}},
+		})
+	}
+	for i, c := range t.cfg.Certificates {
+		id := certID(c, i)
 		pairs := [][2]string{{c.Cert, c.Key}}
 		if c.CertAlt != "" {
 			pairs = append(pairs, [2]string{c.CertAlt, c.KeyAlt})
@@ -452,10 +541,7 @@ func (t *translator) secrets() []*tlsv3.Secret {
 func CertificateSNIs(cfg *Config) map[string]string {
 	m := map[string]string{}
 	for i, c := range cfg.Certificates {
-		id := c.ID
-		if id == "" {
-			id = strconv.Itoa(i)
-		}
+		id := certID(c, i)
 		for _, sni := range c.SNIs {
 			m[sni] = certSecretName(id, 0)
 		}
