@@ -49,11 +49,12 @@ func wasmConfigVars(t *testing.T, sha string) (vars, *upstream) {
 // TestWasmPluginConfig: configuration as BytesValue and Struct, code from
 // code.remote (fetched through a cluster, sha256 checked) and
 // code.local.inline_bytes, failure_policy FAIL_CLOSED and fail_open on a
-// trapping filter, vm_config.environment_variables.
+// trapping filter, vm_config.environment_variables, two plugins on one
+// vm_id each with its own root context.
 func TestWasmPluginConfig(t *testing.T) {
 	t.Parallel()
 	v, codeServer := wasmConfigVars(t, "")
-	p := startProxy(t, "wasm_config.yaml", v)
+	p := startProxy(t, "wasm_config.yaml", v, "--component-log-level", "wasm:info")
 	if codeServer.Hits.Load() == 0 {
 		t.Error("code.remote was not fetched from the code_server cluster")
 	}
@@ -109,6 +110,32 @@ func TestWasmPluginConfig(t *testing.T) {
 		}
 		if parseEcho(t, body).has("x-ctl") {
 			t.Error("the trapped filter's header reached the upstream")
+		}
+	})
+	t.Run("shared-vm-own-root-contexts", func(t *testing.T) {
+		// Two plugins on one vm_id and code: as in Envoy's host, each
+		// plugin's root context gets proxy_on_vm_start and
+		// proxy_on_configure on every instance (--concurrency 2), with
+		// its own root_id and configuration.
+		log := p.logText()
+		for _, tc := range []struct {
+			msg, plugin, root string
+		}{
+			{"hostcalls: vm_config: shared-vm", "hostcalls", "root1"},
+			{"hostcalls: vm_config: shared-vm", "hostcalls-2", "root2"},
+			{"hostcalls: configure: ticks=1001", "hostcalls", "root1"},
+			{"hostcalls: configure: ticks=1002", "hostcalls-2", "root2"},
+		} {
+			n := 0
+			for _, l := range strings.Split(log, "\n") {
+				if strings.Contains(l, tc.msg) && strings.Contains(l, `"plugin": "`+tc.plugin+`"`) &&
+					strings.Contains(l, `"root_id": "`+tc.root+`"`) && strings.Contains(l, `"vm_id": "hostcalls"`) {
+					n++
+				}
+			}
+			if n != 2 {
+				t.Errorf("%d log lines %q from plugin %s root %s, want 2\n%s", n, tc.msg, tc.plugin, tc.root, grepLines(log, "hostcalls: "))
+			}
 		}
 	})
 	t.Run("environment-variables", func(t *testing.T) {
