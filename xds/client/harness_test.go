@@ -42,6 +42,7 @@ type controlPlane struct {
 	reqs []request
 	grpc *grpc.Server
 	done chan struct{}
+	opts []grpc.ServerOption
 }
 
 // request is one DiscoveryRequest or DeltaDiscoveryRequest as the server
@@ -54,9 +55,9 @@ type request struct {
 	userAgent                          string
 }
 
-func startControlPlane(t testing.TB, addr string) *controlPlane {
+func startControlPlane(t testing.TB, addr string, opts ...grpc.ServerOption) *controlPlane {
 	t.Helper()
-	cp := &controlPlane{t: t, cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
+	cp := &controlPlane{t: t, cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), opts: opts}
 	cp.serve(addr)
 	t.Cleanup(cp.stop)
 	return cp
@@ -95,7 +96,7 @@ func (cp *controlPlane) serve(addr string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := serverv3.NewServer(ctx, cp.cache, cb)
-	g := grpc.NewServer()
+	g := grpc.NewServer(cp.opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	done := make(chan struct{})
 	go func() {
@@ -310,6 +311,12 @@ static_resources:
       cluster_name: xds
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %[3]s, port_value: %[4]s}}}}]}]
 `, nodeID, apiType, host, port, fetchTimeout)
+	return startProxy(t, cfg)
+}
+
+// startProxy starts a wasmesh server from a bootstrap in YAML.
+func startProxy(t testing.TB, cfg string) *server.Server {
+	t.Helper()
 	o, err := server.ParseFlags([]string{"--config-yaml", cfg, "-l", "off", "--drain-time-s", "1", "--concurrency", "2"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
