@@ -38,13 +38,16 @@ func (s *Server) StartXDS(ctx context.Context) error {
 		<-s.closed
 		cancel()
 	}()
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		if err := c.Run(rctx); err != nil {
 			s.log.Error("xds client stopped", zap.Error(err))
 		}
 	}()
 	select {
 	case <-c.Ready():
+	case <-stopped:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.closed:

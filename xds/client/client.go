@@ -68,7 +68,8 @@ type subscription struct {
 	nonce    string            // last response nonce
 	versions map[string]string // delta: accepted resource versions
 
-	attempt, success, rejected Counter
+	attempt, success, rejected, failure, initTimeout Counter
+	updateTime                                       Gauge
 }
 
 // New returns a client applying what it accepts to dp.
@@ -99,8 +100,11 @@ func New(cfg Config, dp DataPlane) *Client {
 			sub.attempt = cfg.Stats.Counter(s.prefix + "update_attempt")
 			sub.success = cfg.Stats.Counter(s.prefix + "update_success")
 			sub.rejected = cfg.Stats.Counter(s.prefix + "update_rejected")
+			sub.failure = cfg.Stats.Counter(s.prefix + "update_failure")
+			sub.initTimeout = cfg.Stats.Counter(s.prefix + "init_fetch_timeout")
+			sub.updateTime = cfg.Stats.Gauge(s.prefix + "update_time")
 		} else {
-			sub.attempt, sub.success, sub.rejected = nopStat{}, nopStat{}, nopStat{}
+			sub.attempt, sub.success, sub.rejected, sub.failure, sub.initTimeout, sub.updateTime = nopStat{}, nopStat{}, nopStat{}, nopStat{}, nopStat{}, nopStat{}
 		}
 		c.subs[s.url] = sub
 	}
@@ -158,6 +162,9 @@ func (c *Client) Run(ctx context.Context) error {
 		c.connected.Set(0)
 		if ctx.Err() != nil {
 			return nil
+		}
+		for _, sub := range c.subs {
+			sub.failure.Inc() // a connection failure, as Envoy counts it
 		}
 		if got {
 			failures = 0
@@ -257,10 +264,12 @@ func (c *Client) onDeadline(ctx context.Context) {
 	}
 	if !c.cdsInit && !c.cdsAnswered && d >= 0 && !now.Before(c.start.Add(d)) {
 		c.log.Warn("CDS initial fetch timed out")
+		c.subs[TypeCluster].initTimeout.Inc()
 		c.cdsInit = true
 	}
 	if !c.ldsInit && !c.ldsSince.IsZero() && c.cfg.LDSInitialFetchTimeout >= 0 && !now.Before(c.ldsSince.Add(c.cfg.LDSInitialFetchTimeout)) {
 		c.log.Warn("LDS initial fetch timed out")
+		c.subs[TypeListener].initTimeout.Inc()
 		c.ldsInit = true
 	}
 	c.updateInit()

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -173,6 +174,7 @@ func (c *Client) handleDelta(ctx context.Context, s *deltaStream, resp *discover
 		}
 		sub.version = resp.GetSystemVersionInfo()
 		sub.success.Inc()
+		sub.updateTime.Set(uint64(time.Now().UnixMilli()))
 		c.setVersion(sub.typeURL, sub.version, "")
 		c.log.Info("xds delta update accepted", zap.String("type", sub.typeURL), zap.String("system_version_info", sub.version),
 			zap.Int("resources", len(resp.GetResources())), zap.Int("removed", len(resp.GetRemovedResources())))

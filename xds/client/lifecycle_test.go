@@ -284,6 +284,12 @@ func TestControlPlaneNeverAnswers(t *testing.T) {
 	if got := s.Stats.Gauge("control_plane.connected_state", 1).Value(); got != 0 {
 		t.Errorf("connected_state = %d with no control plane", got)
 	}
+	if s.Stats.Counter("cluster_manager.cds.init_fetch_timeout").Value() != 1 || s.Stats.Counter("listener_manager.lds.init_fetch_timeout").Value() != 1 {
+		t.Error("init_fetch_timeout counters not 1")
+	}
+	if s.Stats.Counter("cluster_manager.cds.update_failure").Value() == 0 {
+		t.Error("cluster_manager.cds.update_failure not counted")
+	}
 	cp := startControlPlane(t, addr)
 	up := upstream(t, "late")
 	port := freePort(t)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -171,6 +172,7 @@ func (c *Client) handleSotW(ctx context.Context, s *sotwStream, resp *discoveryv
 	if err == nil {
 		sub.version = resp.GetVersionInfo()
 		sub.success.Inc()
+		sub.updateTime.Set(uint64(time.Now().UnixMilli()))
 		c.setVersion(sub.typeURL, sub.version, "")
 		c.log.Info("xds update accepted", zap.String("type", sub.typeURL), zap.String("version", sub.version), zap.Int("resources", len(resp.GetResources())))
 	} else {
