@@ -297,3 +297,25 @@ func TestControlPlaneNeverAnswers(t *testing.T) {
 		[]*listenerv3.Listener{ingress(t, port, "backend", greeting("late"), "")})
 	eventually(t, port, "/", "late", "late")
 }
+
+// TestListenerUpdatesUnderLoad pushes 20 listener versions while clients
+// send requests over keep-alive connections: none may fail, and the last
+// version serves.
+func TestListenerUpdatesUnderLoad(t *testing.T) {
+	cp := startControlPlane(t, "")
+	up := upstream(t, "steady")
+	port := freePort(t)
+	clusters := []*clusterv3.Cluster{edsCluster(t, "backend")}
+	clas := []*endpointv3.ClusterLoadAssignment{assignment(t, "backend", up)}
+	cp.set("v0", clusters, clas, []*listenerv3.Listener{ingress(t, port, "backend", greeting("g0"), "")})
+	proxy(t, cp, "GRPC")
+	eventually(t, port, "/", "steady", "g0")
+	l := startLoad(t, port)
+	for i := 1; i <= 20; i++ {
+		v := fmt.Sprintf("v%d", i)
+		cp.set(v, clusters, clas, []*listenerv3.Listener{ingress(t, port, "backend", greeting("g"+v), "")})
+		cp.waitRequest("LDS ACK "+v, ackOf(client.TypeListener, v))
+	}
+	eventually(t, port, "/", "steady", "gv20")
+	l.finish(t)
+}
