@@ -1,0 +1,461 @@
+package kong
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/wasmesh/wasmesh/server"
+	xkong "github.com/wasmesh/wasmesh/xds/kong"
+)
+
+// Version is the Kong version wasmesh answers as (Via, GET /).
+const Version = "3.9.0"
+
+// EmptyConfig is the declarative configuration without entities.
+const EmptyConfig = "_format_version: \"3.0\"\n"
+
+// Options start a Gateway.
+type Options struct {
+	Settings *Settings
+	// Declarative is the declarative config's text; nil reads
+	// Settings.DeclarativeConfig (empty configuration when unset).
+	Declarative []byte
+	// DrainTime bounds draining of replaced listeners and of shutdown;
+	// zero means 5 s.
+	DrainTime time.Duration
+	// Warn receives configuration warnings (nil: the logger).
+	Warn io.Writer
+	// Hostname overrides os.Hostname (tests).
+	Hostname string
+}
+
+// Gateway is a running Kong-compatible gateway: the data plane serving the
+// translated configuration and the Admin API.
+type Gateway struct {
+	settings *Settings
+	opts     Options
+	ctx      context.Context
+	cancel   context.CancelFunc
+	srv      *server.Server
+	logging  *server.Logging
+	log      *zap.Logger
+	hostname string
+	nodeID   string
+	started  time.Time
+
+	applyMu sync.Mutex
+	state   atomic.Pointer[snapshot]
+
+	adminLns []net.Listener
+	admin    *http.Server
+}
+
+// snapshot is one applied configuration.
+type snapshot struct {
+	cfg      *xkong.Config
+	raw      []byte
+	hash     string
+	res      *xkong.Resources
+	clusters []string
+	at       int64
+}
+
+// Error is returned when a declarative configuration is rejected; Kong is
+// the error in Kong's shape.
+type Error struct {
+	Kong *xkong.Error
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// kongError puts any configuration error in Kong's shape.
+func kongError(err error) *Error {
+	var ke *xkong.Error
+	if errors.As(err, &ke) {
+		return &Error{Kong: ke, Err: err}
+	}
+	msg := err.Error()
+	return &Error{Err: err, Kong: &xkong.Error{
+		Code: xkong.CodeDeclarativeConfig, Name: "invalid declarative configuration",
+		Message: "declarative config is invalid: {error=" + strconv.Quote(msg) + "}",
+		Fields:  map[string]any{"error": msg},
+	}}
+}
+
+// Prepare parses and translates a declarative configuration with the
+// settings, without touching a running server. Errors are *Error.
+func Prepare(s *Settings, raw []byte, warn func(string)) (*xkong.Config, *xkong.Resources, error) {
+	cfg, err := xkong.Parse(raw)
+	if err != nil {
+		return nil, nil, kongError(err)
+	}
+	assignIDs(cfg)
+	var listens []Listen
+	var addrs []string
+	for _, l := range s.ProxyListen {
+		if l.SSL && s.SSLCert == "" {
+			if warn != nil {
+				warn(fmt.Sprintf("proxy_listen %s ssl: skipped, ssl_cert and ssl_cert_key are not set", l.Address))
+			}
+			continue
+		}
+		listens = append(listens, l)
+		addrs = append(addrs, l.Address)
+	}
+	if len(addrs) == 0 {
+		return nil, nil, kongError(fmt.Errorf("proxy_listen: no listener left to serve (ssl listeners need ssl_cert)"))
+	}
+	res, err := xkong.Translate(cfg, xkong.Options{
+		FiltersPath: s.WasmFiltersPath, AllowedFilters: s.allowedFilters(), ProxyListen: addrs,
+		Headers: s.Headers, Version: Version,
+	})
+	if err != nil {
+		return nil, nil, kongError(err)
+	}
+	for i, ln := range res.Listeners {
+		if err := decorate(ln, listens[i], s); err != nil {
+			return nil, nil, kongError(fmt.Errorf("proxy_listen %s: %w", listens[i].Address, err))
+		}
+	}
+	return cfg, res, nil
+}
+
+// decorate adds what proxy_listen flags and the log settings ask for: TLS
+// with ssl_cert (ALPN h2 with http2), the access log.
+func decorate(ln *listenerv3.Listener, l Listen, s *Settings) error {
+	for _, fc := range ln.GetFilterChains() {
+		if l.SSL {
+			alpn := []string{"http/1.1"}
+			if l.HTTP2 {
+				alpn = []string{"h2", "http/1.1"}
+			}
+			tc := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+				AlpnProtocols: alpn,
+				TlsCertificates: []*tlsv3.TlsCertificate{{
+					CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: s.SSLCert}},
+					PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: s.SSLCertKey}},
+				}},
+			}}
+			a, err := anypb.New(tc)
+			if err != nil {
+				return err
+			}
+			fc.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
+		}
+		if s.ProxyAccessLog == "" {
+			continue
+		}
+		for _, f := range fc.GetFilters() {
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+				return err
+			}
+			fl, err := anypb.New(&filev3.FileAccessLog{Path: s.ProxyAccessLog})
+			if err != nil {
+				return err
+			}
+			hcm.AccessLog = append(hcm.AccessLog, &accesslogv3.AccessLog{
+				Name: "envoy.access_loggers.file", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: fl},
+			})
+			a, err := anypb.New(hcm)
+			if err != nil {
+				return err
+			}
+			f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+		}
+	}
+	return nil
+}
+
+// ServerOptions are the data plane's options for the settings.
+func ServerOptions(s *Settings, drain time.Duration) (*server.Options, error) {
+	lvl, err := EnvoyLogLevel(s.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	if drain <= 0 {
+		drain = 5 * time.Second
+	}
+	args := []string{"-l", lvl, "--concurrency", strconv.Itoa(s.WorkerProcesses),
+		"--drain-time-s", strconv.Itoa(max(int(drain/time.Second), 1))}
+	if s.ProxyErrorLog != "" {
+		args = append(args, "--log-path", s.ProxyErrorLog)
+	}
+	return server.ParseFlags(args, io.Discard)
+}
+
+// Start translates the declarative configuration, starts the data plane
+// with it and opens the Admin API. ctx bounds the start only; Close stops.
+func Start(ctx context.Context, o Options) (*Gateway, error) {
+	s := o.Settings
+	raw := o.Declarative
+	if raw == nil {
+		if s.DeclarativeConfig == "" {
+			raw = []byte(EmptyConfig)
+		} else {
+			b, err := os.ReadFile(s.DeclarativeConfig)
+			if err != nil {
+				return nil, fmt.Errorf("kong: declarative_config: %w", err)
+			}
+			raw = b
+		}
+	}
+	so, err := ServerOptions(s, o.DrainTime)
+	if err != nil {
+		return nil, fmt.Errorf("kong: %w", err)
+	}
+	logging, err := server.NewLogging(so)
+	if err != nil {
+		return nil, fmt.Errorf("kong: %w", err)
+	}
+	log := logging.Logger("kong")
+	warn := func(msg string) {
+		if o.Warn != nil {
+			fmt.Fprintln(o.Warn, "warn:", msg)
+			return
+		}
+		log.Warn(msg)
+	}
+	cfg, res, err := Prepare(s, raw, warn)
+	if err != nil {
+		logging.Close()
+		return nil, err
+	}
+	host := o.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	g := &Gateway{settings: s, opts: o, logging: logging, log: log, hostname: host,
+		nodeID: StableID("node", host), started: time.Now()}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	b := &bootstrapv3.Bootstrap{
+		Node:            &corev3.Node{Id: g.nodeID, Cluster: "kong"},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Secrets: res.Secrets},
+	}
+	srv, err := server.New(ctx, so, b, logging)
+	if err != nil {
+		g.cancel()
+		logging.Close()
+		return nil, fmt.Errorf("kong: %w", err)
+	}
+	g.srv = srv
+	if err := srv.Start(g.ctx); err != nil {
+		g.Close()
+		return nil, fmt.Errorf("kong: %w", err)
+	}
+	if err := g.apply(ctx, cfg, res, raw); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if err := g.startAdmin(warn); err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Reload validates and applies a new declarative configuration; on error
+// the running one keeps serving. Errors are *Error.
+func (g *Gateway) Reload(ctx context.Context, raw []byte) (*xkong.Config, error) {
+	cfg, res, err := Prepare(g.settings, raw, func(msg string) { g.log.Warn(msg) })
+	if err != nil {
+		return nil, err
+	}
+	if err := g.apply(ctx, cfg, res, raw); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// clusterValidator is the data plane's cluster check without side
+// effects (server's dynamic plane has it).
+type clusterValidator interface {
+	ValidateCluster(c *clusterv3.Cluster) error
+}
+
+// apply validates every cluster, then adds or updates the clusters, swaps
+// the listeners and removes the clusters no longer used.
+func (g *Gateway) apply(ctx context.Context, cfg *xkong.Config, res *xkong.Resources, raw []byte) error {
+	g.applyMu.Lock()
+	defer g.applyMu.Unlock()
+	dp := g.srv.XDSDataPlane()
+	var errs []error
+	v, _ := dp.(clusterValidator)
+	for _, c := range res.Clusters {
+		if v == nil {
+			break
+		}
+		if err := v.ValidateCluster(c); err != nil {
+			errs = append(errs, fmt.Errorf("cluster %q: %w", c.GetName(), err))
+		}
+	}
+	if len(errs) > 0 {
+		return kongError(errors.Join(errs...))
+	}
+	names := make([]string, 0, len(res.Clusters))
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, c := range res.Clusters {
+		if err := dp.AddCluster(actx, c); err != nil {
+			return kongError(fmt.Errorf("cluster %q: %w", c.GetName(), err))
+		}
+		names = append(names, c.GetName())
+	}
+	if err := dp.UpdateListeners(g.ctx, res.Listeners); err != nil {
+		return kongError(err)
+	}
+	keep := map[string]bool{}
+	for _, n := range names {
+		keep[n] = true
+	}
+	if old := g.state.Load(); old != nil {
+		for _, n := range old.clusters {
+			if !keep[n] {
+				dp.RemoveCluster(n)
+			}
+		}
+	}
+	g.state.Store(&snapshot{cfg: cfg, raw: raw, hash: md5hex(raw), res: res,
+		clusters: names, at: time.Now().Unix()})
+	return nil
+}
+
+// startAdmin opens admin_listen (an ssl entry needs ssl_cert, or is
+// skipped with a warning).
+func (g *Gateway) startAdmin(warn func(string)) error {
+	g.admin = &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	var cert *tls.Certificate
+	if g.settings.SSLCert != "" {
+		c, err := tls.LoadX509KeyPair(g.settings.SSLCert, g.settings.SSLCertKey)
+		if err != nil {
+			return fmt.Errorf("kong: ssl_cert: %w", err)
+		}
+		cert = &c
+	}
+	for _, l := range g.settings.AdminListen {
+		if l.SSL && cert == nil {
+			warn(fmt.Sprintf("admin_listen %s ssl: skipped, ssl_cert and ssl_cert_key are not set", l.Address))
+			continue
+		}
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			return fmt.Errorf("kong: admin_listen %s: %w", l.Address, err)
+		}
+		if l.SSL {
+			protos := []string{"http/1.1"}
+			if l.HTTP2 {
+				protos = []string{"h2", "http/1.1"}
+			}
+			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*cert}, NextProtos: protos})
+		}
+		g.adminLns = append(g.adminLns, ln)
+		go g.admin.Serve(ln) //nolint:errcheck // ends with Close
+		g.log.Info("admin API listening", zap.Stringer("address", ln.Addr()))
+	}
+	return nil
+}
+
+// AdminAddrs are the Admin API's bound addresses.
+func (g *Gateway) AdminAddrs() []net.Addr {
+	out := make([]net.Addr, 0, len(g.adminLns))
+	for _, ln := range g.adminLns {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// ProxyAddr is the bound address of proxy listener i (in proxy_listen
+// order, ssl listeners without a certificate skipped), or nil.
+func (g *Gateway) ProxyAddr(i int) net.Addr {
+	return g.srv.ListenerAddr(fmt.Sprintf("kong_proxy_%d", i))
+}
+
+// Done is closed when the gateway was asked to quit.
+func (g *Gateway) Done() <-chan struct{} { return g.srv.Done() }
+
+// Shutdown drains the proxy and stops everything.
+func (g *Gateway) Shutdown(ctx context.Context) {
+	if g.admin != nil {
+		g.admin.Close()
+	}
+	g.srv.Shutdown(ctx)
+	g.cancel()
+	g.logging.Close()
+}
+
+// Close stops everything at once.
+func (g *Gateway) Close() {
+	if g.admin != nil {
+		g.admin.Close()
+	}
+	if g.srv != nil {
+		g.srv.Close(context.Background())
+	}
+	g.cancel()
+	g.logging.Close()
+}
+
+// availableFilters are the filters GET / lists: <name>.wasm files in
+// wasm_filters_path that wasm_filters allows.
+func (g *Gateway) availableFilters() []obj {
+	out := []obj{}
+	if !g.settings.Wasm || g.settings.WasmFiltersPath == "" {
+		return out
+	}
+	ents, err := os.ReadDir(g.settings.WasmFiltersPath)
+	if err != nil {
+		return out
+	}
+	allowed := g.settings.allowedFilters()
+	for _, e := range ents {
+		name, ok := cutSuffix(e.Name(), ".wasm")
+		if !ok || e.IsDir() {
+			continue
+		}
+		ok = false
+		for _, a := range allowed {
+			ok = ok || a == "user" || a == name
+		}
+		if ok {
+			out = append(out, obj{"name": name, "path": xkong.FilterFile(g.settings.WasmFiltersPath, name)})
+		}
+	}
+	return out
+}
+
+func cutSuffix(s, suf string) (string, bool) {
+	if len(s) > len(suf) && s[len(s)-len(suf):] == suf {
+		return s[:len(s)-len(suf)], true
+	}
+	return s, false
+}
+
+func md5hex(b []byte) string {
+	sum := md5.Sum(b)
+	return hex.EncodeToString(sum[:])
+}

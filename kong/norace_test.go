@@ -1,0 +1,5 @@
+//go:build !race
+
+package kong
+
+const raceEnabled = false
