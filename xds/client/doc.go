@@ -32,5 +32,22 @@
 //     response arrives on a new stream.
 //   - Only ADS is implemented: lds_config/cds_config must be `ads: {}`;
 //     separate api_config_source streams, REST and path_config_source are
-//     rejected naming the field.
+//     rejected naming the field. Resource types: Cluster, ClusterLoadAssignment
+//     and Listener (with inline route_config); RDS, SDS, RTDS and ECDS are
+//     not implemented, and other type URLs in a response are NACKed.
+//   - An EDS assignment removed by the control plane (delta
+//     removed_resources, or a cluster no longer watched) leaves the
+//     cluster's current hosts in place.
+//   - client_features is left empty: the cluster manager honours
+//     overprovisioning_factor, so envoy.lb.does_not_support_overprovisioning
+//     would be wrong. user_agent_name "envoy" and a user_agent_build_version
+//     are filled in when the node has none.
+//   - The server (server.StartXDS) starts its static listeners before the
+//     xDS client initialises; Envoy holds every listener until then. The
+//     server reports INITIALIZING until Ready.
+//
+// Stats (through Stats): control_plane.connected_state, and for CDS
+// (cluster_manager.cds.) and LDS (listener_manager.lds.) update_attempt,
+// update_success, update_rejected, update_failure (stream failures),
+// init_fetch_timeout and update_time.
 package client
