@@ -48,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return server.Main(ctx, "wasmesh", args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "kong":
+		return runKong(ctx, args[1:], stdout, stderr)
 	case "version":
 		return server.Main(ctx, "wasmesh", []string{"--version"}, stdout, stderr)
 	case "help", "-h", "--help":
