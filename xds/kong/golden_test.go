@@ -27,6 +27,39 @@ func goldenOptions() Options {
 	}
 }
 
+// inputOptions reads kong.conf settings from an input's leading comments:
+// "# proxy_listen: a, b", "# ssl_cert: path", "# ssl_cert_key: path",
+// "# wasm_filters: a, b", "# headers: a, b".
+func inputOptions(data []byte) Options {
+	o := goldenOptions()
+	list := func(v string) []string {
+		var out []string
+		for _, x := range strings.Split(v, ",") {
+			out = append(out, strings.TrimSpace(x))
+		}
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(line, "# "), ": ")
+		if !strings.HasPrefix(line, "# ") || !ok {
+			continue
+		}
+		switch k {
+		case "proxy_listen":
+			o.ProxyListen = list(v)
+		case "ssl_cert":
+			o.SSLCert = v
+		case "ssl_cert_key":
+			o.SSLCertKey = v
+		case "wasm_filters":
+			o.AllowedFilters = list(v)
+		case "headers":
+			o.Headers = list(v)
+		}
+	}
+	return o
+}
+
 // marshal renders a resource list as stable, indented JSON.
 func marshal[T proto.Message](t *testing.T, list []T) []json.RawMessage {
 	t.Helper()
@@ -132,7 +165,7 @@ func TestGolden(t *testing.T) {
 				b, _ := json.MarshalIndent(err, "", "  ")
 				got = append(b, '\n')
 			} else {
-				res, err := Translate(cfg, goldenOptions())
+				res, err := Translate(cfg, inputOptions(data))
 				if err == nil {
 					checkResources(t, res)
 				}

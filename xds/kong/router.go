@@ -150,6 +150,12 @@ func (t *translator) routeConfig() *routev3.RouteConfiguration {
 			entries = append(entries, entry{r: r, path: re, regex: isRe, seq: len(entries)})
 		}
 	}
+	// Each entry's Envoy routes are built once and shared by the virtual
+	// hosts that hold them (the messages are never modified afterwards).
+	built := make([][]*routev3.Route, len(entries))
+	for i, e := range entries {
+		built[i] = t.routes(e)
+	}
 	vhost := func(name string, domains []string, d string, in func(*Route) bool) *routev3.VirtualHost {
 		var mine []entry
 		for _, e := range entries {
@@ -160,7 +166,7 @@ func (t *translator) routeConfig() *routev3.RouteConfiguration {
 		sort.SliceStable(mine, func(i, j int) bool { return less(mine[i], mine[j], d) })
 		vh := &routev3.VirtualHost{Name: name, Domains: domains}
 		for _, e := range mine {
-			vh.Routes = append(vh.Routes, t.routes(e)...)
+			vh.Routes = append(vh.Routes, built[e.seq]...)
 		}
 		vh.Routes = append(vh.Routes, noRoute())
 		return vh
