@@ -135,6 +135,9 @@ func (c *Client) LastNACK(typeURL string) string {
 // with jittered exponential backoff, until ctx ends. What was applied
 // stays applied when the control plane is gone.
 func (c *Client) Run(ctx context.Context) error {
+	if c.cfg.Target == "" && c.cfg.CDSPath != "" {
+		return c.runFiles(ctx)
+	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: c.cfg.KeepaliveTime, Timeout: c.cfg.KeepaliveTimeout}),

@@ -48,6 +48,12 @@ type Config struct {
 	// BackoffBase and BackoffMax bound the reconnection backoff (500 ms and
 	// 30 s by default).
 	BackoffBase, BackoffMax time.Duration
+	// CDSPath and LDSPath, instead of a Target, read the resources from
+	// files (path_config_source): each holds a DiscoveryResponse in YAML or
+	// JSON, re-read when its content changes (checked every FileInterval,
+	// 1 s by default).
+	CDSPath, LDSPath string
+	FileInterval     time.Duration
 	// KeepaliveTime and KeepaliveTimeout configure gRPC keepalive (5 min
 	// and 20 s by default).
 	KeepaliveTime, KeepaliveTimeout time.Duration
@@ -77,6 +83,9 @@ func (c *Config) defaults() {
 	if c.KeepaliveTimeout <= 0 {
 		c.KeepaliveTimeout = 20 * time.Second
 	}
+	if c.FileInterval <= 0 {
+		c.FileInterval = time.Second
+	}
 	if c.WarmTimeout <= 0 {
 		c.WarmTimeout = 15 * time.Second
 	}
@@ -96,9 +105,10 @@ func FromBootstrap(dr *bootstrapv3.Bootstrap_DynamicResources, node *corev3.Node
 	const base = "dynamic_resources"
 	errs.only(base, dr, "ads_config", "lds_config", "cds_config")
 	ads := dr.GetAdsConfig()
-	if ads == nil {
-		errs.add(base+".ads_config", "required: only ADS is implemented")
-	} else {
+	files := dr.GetCdsConfig().GetPathConfigSource() != nil && dr.GetLdsConfig().GetPathConfigSource() != nil
+	if ads == nil && !files {
+		errs.add(base+".ads_config", "required unless cds_config and lds_config are both path_config_source")
+	} else if ads != nil {
 		p := base + ".ads_config"
 		errs.only(p, ads, "api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only")
 		switch ads.GetApiType() {
@@ -148,15 +158,31 @@ func FromBootstrap(dr *bootstrapv3.Bootstrap_DynamicResources, node *corev3.Node
 		field string
 		src   *corev3.ConfigSource
 		to    *time.Duration
-	}{{"lds_config", dr.GetLdsConfig(), &cfg.LDSInitialFetchTimeout}, {"cds_config", dr.GetCdsConfig(), &cfg.CDSInitialFetchTimeout}} {
+		path  *string
+	}{{"lds_config", dr.GetLdsConfig(), &cfg.LDSInitialFetchTimeout, &cfg.LDSPath}, {"cds_config", dr.GetCdsConfig(), &cfg.CDSInitialFetchTimeout, &cfg.CDSPath}} {
 		p := base + "." + cs.field
 		if cs.src == nil {
 			errs.add(p, "required (as `ads: {}`)")
 			continue
 		}
-		errs.only(p, cs.src, "ads", "initial_fetch_timeout", "resource_api_version")
-		if cs.src.GetAds() == nil {
-			errs.add(p, "only `ads: {}` is implemented")
+		errs.only(p, cs.src, "ads", "path_config_source", "initial_fetch_timeout", "resource_api_version")
+		switch {
+		case cs.src.GetAds() != nil:
+			if ads == nil {
+				errs.add(p+".ads", "needs dynamic_resources.ads_config")
+			}
+		case cs.src.GetPathConfigSource() != nil:
+			pc := cs.src.GetPathConfigSource()
+			errs.only(p+".path_config_source", pc, "path")
+			if ads != nil {
+				errs.add(p+".path_config_source", "mixing path_config_source with ADS is not implemented")
+			}
+			if pc.GetPath() == "" {
+				errs.add(p+".path_config_source.path", "required")
+			}
+			*cs.path = pc.GetPath()
+		default:
+			errs.add(p, "only `ads: {}` and path_config_source are implemented")
 		}
 		checkAPIVersion(&errs, p+".resource_api_version", cs.src.GetResourceApiVersion())
 		if t := cs.src.GetInitialFetchTimeout(); t != nil {

@@ -62,10 +62,28 @@ lds_resources_locator: "xdstp://x/y"`,
 				"dynamic_resources.ads_config.rate_limit_settings: not implemented",
 				"dynamic_resources.ads_config.api_type: REST is not implemented",
 				"dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster",
-				"dynamic_resources.cds_config.path_config_source: not implemented",
-				"dynamic_resources.cds_config: only `ads: {}` is implemented",
+				"dynamic_resources.cds_config.path_config_source: mixing path_config_source with ADS is not implemented",
+				"dynamic_resources.lds_config: only `ads: {}` and path_config_source are implemented",
 				"dynamic_resources.lds_config.api_config_source: not implemented",
 			},
+		},
+		{
+			name: "files",
+			yaml: `
+cds_config: {path_config_source: {path: /etc/cds.yaml}, initial_fetch_timeout: 2s}
+lds_config: {path_config_source: {path: /etc/lds.yaml}}`,
+			check: func(t *testing.T, c client.Config) {
+				if c.Target != "" || c.CDSPath != "/etc/cds.yaml" || c.LDSPath != "/etc/lds.yaml" || c.CDSInitialFetchTimeout != 2*time.Second {
+					t.Errorf("config: %+v", c)
+				}
+			},
+		},
+		{
+			name: "ads source without ads_config",
+			yaml: `
+cds_config: {ads: {}}
+lds_config: {path_config_source: {path: /etc/lds.yaml}}`,
+			errs: []string{"dynamic_resources.ads_config: required unless", "dynamic_resources.cds_config.ads: needs dynamic_resources.ads_config"},
 		},
 		{
 			name: "missing",

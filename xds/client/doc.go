@@ -30,9 +30,14 @@
 //     default refuse pings more frequent than 5 minutes.
 //   - Backoff: base 500 ms, maximum 30 s, full jitter; reset once a
 //     response arrives on a new stream.
-//   - Only ADS is implemented: lds_config/cds_config must be `ads: {}`;
-//     separate api_config_source streams, REST and path_config_source are
-//     rejected naming the field. Resource types: Cluster, ClusterLoadAssignment
+//   - Config sources: ADS (lds_config/cds_config as `ads: {}`), or
+//     path_config_source for both CDS and LDS (a file holding a
+//     DiscoveryResponse, re-read when its content changes, checked every
+//     second; replace it atomically). Separate api_config_source streams,
+//     REST, and mixing files with ADS are rejected naming the field. EDS
+//     clusters are fed over ADS only (their eds_config is not read); in
+//     file mode they start without hosts after initial_fetch_timeout.
+//     Resource types: Cluster, ClusterLoadAssignment
 //     and Listener (with inline route_config); RDS, SDS, RTDS and ECDS are
 //     not implemented, and other type URLs in a response are NACKed.
 //   - An EDS assignment removed by the control plane (delta
