@@ -33,7 +33,6 @@ func writeResponse(t *testing.T, path, version string, ms ...proto.Message) {
 	}
 }
 
-
 // TestPathConfigSource: clusters and listeners from files
 // (path_config_source); a changed file is applied, a bad one is rejected
 // while the last good version serves.
