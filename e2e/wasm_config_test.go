@@ -151,8 +151,8 @@ func TestWasmPluginConfig(t *testing.T) {
 func TestWasmRemoteCodeBadSHA256(t *testing.T) {
 	t.Parallel()
 	v, _ := wasmConfigVars(t, strings.Repeat("ab", 32))
-	err := newProxyError(t, "wasm_config.yaml", v)
-	if err == nil || !strings.Contains(err.Error(), "sha256") || !strings.Contains(err.Error(), "as-remote") && !strings.Contains(err.Error(), "http_filters[2]") {
+	err := newProxyError(t, "wasm_remote.yaml", v)
+	if err == nil || !strings.Contains(err.Error(), `http_filters[0] "as-remote"`) || !strings.Contains(err.Error(), "vm_config.code.remote.sha256: mismatch") {
 		t.Fatalf("error %v does not name the filter and sha256", err)
 	}
 	t.Log(err)

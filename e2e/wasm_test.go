@@ -64,14 +64,24 @@ func startWasm(t *testing.T, singleton bool, concurrency string) *wasmFixture {
 	return f
 }
 
-// TestWasmHTTPFilters: the C filter (my-filter) and the AssemblyScript
+// TestWasm runs the Proxy-Wasm checks that can share one proxy
+// (wasm.yaml, --concurrency 2): HTTP filters with per-route configuration,
+// callouts, filter-defined metrics and the network filter.
+func TestWasm(t *testing.T) {
+	t.Parallel()
+	f := startWasm(t, true, "2")
+	t.Run("http-filters", func(t *testing.T) { testWasmHTTPFilters(t, f) })
+	t.Run("callouts", func(t *testing.T) { testWasmCallouts(t, f) })
+	t.Run("metrics", func(t *testing.T) { testWasmMetrics(t, f) })
+	t.Run("network-filter", func(t *testing.T) { testWasmNetworkFilter(t, f) })
+}
+
+// testWasmHTTPFilters: the C filter (my-filter) and the AssemblyScript
 // filter as HTTP filters, with per-route filter configuration: my-filter
 // is disabled in http_filters and enabled only on /c by an empty
 // FilterConfig; the AssemblyScript filter is enabled and disabled on
 // /no-as.
-func TestWasmHTTPFilters(t *testing.T) {
-	t.Parallel()
-	f := startWasm(t, true, "2")
+func testWasmHTTPFilters(t *testing.T, f *wasmFixture) {
 	for _, tc := range []struct {
 		path           string
 		greeting, asRs string // response headers x-greeting, x-as-filter
@@ -81,7 +91,7 @@ func TestWasmHTTPFilters(t *testing.T) {
 		{"/", "", "as-config", true},
 		{"/no-as", "", "", false},
 	} {
-		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
+		t.Run("path"+strings.ReplaceAll(tc.path, "/", "-"), func(t *testing.T) {
 			for _, c := range []*http.Client{h1Client(), h2cClient()} {
 				resp, body := get(t, c, f.p.url("http", tc.path))
 				if resp.StatusCode != 200 {
@@ -101,12 +111,10 @@ func TestWasmHTTPFilters(t *testing.T) {
 	}
 }
 
-// TestWasmCallouts: a filter calls clusters by name: an HTTP callout
+// testWasmCallouts: a filter calls clusters by name: an HTTP callout
 // answered as a local response or continuing the request with its result,
 // and a unary gRPC callout.
-func TestWasmCallouts(t *testing.T) {
-	t.Parallel()
-	f := startWasm(t, true, "2")
+func testWasmCallouts(t *testing.T, f *wasmFixture) {
 	c := h1Client()
 	t.Run("http-respond", func(t *testing.T) {
 		resp, body := get(t, c, f.p.url("http", "/t/http/call"), "x-cluster", "callout_target", "x-call-path", "/callee")
@@ -140,11 +148,9 @@ func TestWasmCallouts(t *testing.T) {
 	})
 }
 
-// TestWasmMetrics: metrics a filter defines appear in /stats and
+// testWasmMetrics: metrics a filter defines appear in /stats and
 // /stats/prometheus under the names it gave them.
-func TestWasmMetrics(t *testing.T) {
-	t.Parallel()
-	f := startWasm(t, true, "2")
+func testWasmMetrics(t *testing.T, f *wasmFixture) {
 	c := h1Client()
 	for i, want := range []string{"3", "6"} {
 		if _, body := get(t, c, f.p.url("http", "/t/metrics/counter"), "x-metric", "e2e_requests", "x-delta", "3"); body != want {
@@ -169,12 +175,10 @@ func TestWasmMetrics(t *testing.T) {
 	}
 }
 
-// TestWasmNetworkFilter: envoy.filters.network.wasm in front of tcp_proxy
+// testWasmNetworkFilter: envoy.filters.network.wasm in front of tcp_proxy
 // sees and rewrites data both ways (">" prepended downstream, "<"
 // appended upstream) and can close the connection.
-func TestWasmNetworkFilter(t *testing.T) {
-	t.Parallel()
-	f := startWasm(t, true, "2")
+func testWasmNetworkFilter(t *testing.T, f *wasmFixture) {
 	conn, err := net.Dial("tcp", f.p.addr("tcp"))
 	if err != nil {
 		t.Fatal(err)
