@@ -469,10 +469,16 @@ func (t *translator) upstreamTLS(c *clusterv3.Cluster, s *Service) {
 				Matcher: exact(sni),
 			}},
 		}
+		if s.TLSVerifyDepth != nil {
+			vc.MaxVerifyDepth = wrapperspb.UInt32(uint32(*s.TLSVerifyDepth))
+		}
 		if net.ParseIP(sni) != nil {
 			vc.MatchTypedSubjectAltNames[0].SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
 		}
 		ut.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
+	}
+	if s.ClientCertID != "" && !slices.ContainsFunc(t.cfg.Certificates, func(c *Certificate) bool { return c.ID == s.ClientCertID }) {
+		t.errf("service '%s' client_certificate: no certificate with id %q", svcName(s), s.ClientCertID)
 	}
 	if s.ClientCertID != "" {
 		ut.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: certSecretName(s.ClientCertID, 0)}}

@@ -104,6 +104,9 @@ func secs(f float64) *durationpb.Duration {
 // an interval is non-zero, as in Kong) and passive checks onto
 // outlier_detection (when a failure counter is non-zero).
 func (t *translator) healthchecks(c *clusterv3.Cluster, u *Upstream) {
+	if u.Healthchecks.Threshold > 0 {
+		t.errf("upstream '%s' healthchecks.threshold: not supported by wasmesh (Envoy has no upstream-wide health threshold)", u.Name)
+	}
 	a := u.Healthchecks.Active
 	if a.Healthy.Interval > 0 || a.Unhealthy.Interval > 0 {
 		interval := a.Healthy.Interval
