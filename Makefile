@@ -7,7 +7,7 @@
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build run demo serve test deps deps-debian check-wasm wasm vet bench
+.PHONY: all build run demo kong-demo serve test deps deps-debian check-wasm wasm vet bench
 
 all: build
 
@@ -19,6 +19,13 @@ run:
 
 demo:
 	$(GO) run ./cmd/wasmesh demo
+
+# kong-demo runs Kong's Proxy-Wasm walk-through (examples/kong) in Kong
+# gateway mode: proxy on :8000, Admin API on 127.0.0.1:8001.
+kong-demo:
+	KONG_WASM=on KONG_DATABASE=off KONG_WASM_FILTERS_PATH=examples/kong/filters \
+	KONG_DECLARATIVE_CONFIG=examples/kong/config/kong.yml \
+	$(GO) run ./cmd/wasmesh kong start --demo-upstream 127.0.0.1:8080
 
 serve:
 	$(GO) run ./cmd/wasmesh demo -serve

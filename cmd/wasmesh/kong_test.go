@@ -163,3 +163,49 @@ func TestKongUnknownCommand(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestKongExample runs examples/kong (the README's walk-through) with
+// --demo-upstream, on free ports instead of 8000/8001/8080.
+func TestKongExample(t *testing.T) {
+	yml, err := os.ReadFile("../../examples/kong/config/kong.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, proxy, admin := freePort(t), freePort(t), freePort(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "kong.yml")
+	os.WriteFile(cfgPath, []byte(strings.ReplaceAll(string(yml), "127.0.0.1:8080", up)), 0o644)
+	filters, _ := filepath.Abs("../../examples/kong/filters")
+	conf := filepath.Join(dir, "kong.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("wasm = on\ndatabase = off\nwasm_filters_path = %s\ndeclarative_config = %s\nproxy_listen = %s\nadmin_listen = %s\nlog_level = error\n",
+		filters, cfgPath, proxy, admin)), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"kong", "start", "-c", conf, "--demo-upstream", up}, &bytes.Buffer{}, &bytes.Buffer{})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("start: %v", err)
+		}
+	}()
+	var resp *http.Response
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err = http.Get("http://" + proxy + "/")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for start-up, not an assertion
+	}
+	body := new(bytes.Buffer)
+	body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if g := resp.Header.Get("X-Greeting"); g != "Hello from wasmesh using WebAssembly!" || !strings.HasPrefix(body.String(), "hello from the demo upstream") {
+		t.Fatalf("X-Greeting %q body %q", g, body.String())
+	}
+}
