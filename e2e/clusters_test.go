@@ -19,6 +19,11 @@ import (
 // 127.0.0.2:P (one port, two addresses, so DNS answers can move traffic).
 func twinUpstreams(t *testing.T) int {
 	t.Helper()
+	if l, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+		t.Skipf("127.0.0.2 is not a local address here (Linux routes 127/8 to loopback): %v", err)
+	} else {
+		l.Close()
+	}
 	for attempt := 0; attempt < 20; attempt++ {
 		la, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

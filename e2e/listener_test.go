@@ -49,6 +49,13 @@ func TestFilterChainMatch(t *testing.T) {
 		{"default", "http", h1Client(), "default chain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "source-prefix" {
+				if l, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+					t.Skipf("127.0.0.2 is not a local address here: %v", err)
+				} else {
+					l.Close()
+				}
+			}
 			resp, body := get(t, tc.client, tc.scheme+"://"+p.addr("match")+"/")
 			if resp.StatusCode != 200 || body != tc.want {
 				t.Fatalf("%d %q, want %q", resp.StatusCode, body, tc.want)
