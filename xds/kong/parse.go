@@ -31,7 +31,7 @@ func Parse(data []byte) (*Config, error) {
 	if !ok {
 		return nil, parseFailure(fmt.Errorf("expected an object"))
 	}
-	p := &parser{cfg: &Config{}, root: errNode{}}
+	p := &parser{cfg: &Config{}, root: errNode{}, routeErrs: map[*Route]errNode{}}
 	p.document(m)
 	if e := newError(p.root); e != nil {
 		return nil, e
@@ -56,6 +56,7 @@ type parser struct {
 	routeRefs  []pendingRef
 	targetRefs []pendingRef
 	chainRefs  []pendingChain
+	routeErrs  map[*Route]errNode
 }
 
 type pendingRef struct {
@@ -579,6 +580,7 @@ func (p *parser) route(v any, errs errNode, svc *Service, top bool) {
 		}
 	}
 	p.cfg.Routes = append(p.cfg.Routes, r)
+	p.routeErrs[r] = errs
 	if svc != nil {
 		svc.Routes = append(svc.Routes, r)
 	}
@@ -943,21 +945,16 @@ func (p *parser) resolve() {
 		}
 	}
 	routes := map[string]*Route{}
-	seenRoute := map[string]bool{}
 	for _, r := range p.cfg.Routes {
 		for _, k := range []string{r.ID, r.Name} {
-			if k != "" {
-				if seenRoute[k] {
-					// reported on the later route below
-					continue
-				}
-				routes[k] = r
+			if k == "" {
+				continue
 			}
-		}
-		for _, k := range []string{r.ID, r.Name} {
-			if k != "" {
-				seenRoute[k] = true
+			if prev, dup := routes[k]; dup && prev != r {
+				p.routeErrs[r].set("@entity", "uniqueness violation: 'routes' entity with name or id '"+k+"' already declared")
+				continue
 			}
+			routes[k] = r
 		}
 	}
 	certs := map[string]*Certificate{}

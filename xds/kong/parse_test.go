@@ -109,6 +109,17 @@ targets:
 - target: 1.2.3.4:80
   upstream: nowhere
 `, `{"routes":[{"service":"could not find services with name or id 'missing'"}],"targets":[{"@references":"could not find the entity with name or id 'nowhere'"}]}`, ""},
+		{"duplicate names", `_format_version: "3.0"
+services:
+- name: s
+  host: a.example
+  routes:
+  - {name: r, paths: [/a]}
+- name: s
+  host: b.example
+  routes:
+  - {name: r, paths: [/b]}
+`, `{"services":[null,{"@entity":"uniqueness violation: 'services' entity with name or id 's' already declared","routes":[{"@entity":"uniqueness violation: 'routes' entity with name or id 'r' already declared"}]}]}`, ""},
 		{"format version", `services: []`, `{"_format_version":"required field missing"}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,26 +16,25 @@ type Config struct {
 
 // Service is a Kong service. Port defaults to 80 (443 for https/grpcs).
 type Service struct {
-	ID, Name        string
-	Protocol        string
-	Host            string
-	Port            int
-	Path            string // "" when unset
-	Retries         int
-	ConnectTimeout  int // milliseconds
-	ReadTimeout     int
-	WriteTimeout    int
-	TLSVerify       *bool
-	TLSVerifyDepth  *int
-	CACertificates  []string // ids
-	ClientCertID    string
-	Enabled         bool
-	Tags            []string
-	FilterChain     *FilterChain // at most one
-	Routes          []*Route
-	upstream        *Upstream // set when Host names an upstream
-	index           int
-	disabledReasons []string
+	ID, Name       string
+	Protocol       string
+	Host           string
+	Port           int
+	Path           string // "" when unset
+	Retries        int
+	ConnectTimeout int // milliseconds
+	ReadTimeout    int
+	WriteTimeout   int
+	TLSVerify      *bool
+	TLSVerifyDepth *int
+	CACertificates []string // ids
+	ClientCertID   string
+	Enabled        bool
+	Tags           []string
+	FilterChain    *FilterChain // at most one
+	Routes         []*Route
+	upstream       *Upstream // set when Host names an upstream
+	index          int
 }
 
 // Upstream reports the upstream the service's host names, or nil.
