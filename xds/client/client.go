@@ -56,6 +56,9 @@ type Client struct {
 	ldsInit      bool
 	ldsSince     time.Time // when LDS became due; zero before
 	decodeCaches map[string]*decodeCache
+	// held are LDS responses waiting for new clusters to warm: a listener
+	// routing to a cluster that is not there yet would fail validation.
+	held []func() error
 }
 
 // subscription is the protocol state of one resource type, kept across
@@ -355,4 +358,41 @@ func nodeWithUserAgent(n *corev3.Node) *corev3.Node {
 		}}
 	}
 	return n
+}
+
+// warmingNew reports whether a cluster that the data plane does not have
+// yet is warming.
+func (c *Client) warmingNew() bool {
+	for name := range c.pending {
+		if _, ok := c.clusters[name]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// hold defers an LDS response while new clusters warm; it reports whether
+// it did.
+func (c *Client) hold(typeURL string, handle func() error) bool {
+	if typeURL != TypeListener || (!c.warmingNew() && len(c.held) == 0) {
+		return false
+	}
+	c.held = append(c.held, handle)
+	return true
+}
+
+// flushHeld handles the held LDS responses, in order, once no new cluster
+// is warming.
+func (c *Client) flushHeld() error {
+	if len(c.held) == 0 || c.warmingNew() {
+		return nil
+	}
+	held := c.held
+	c.held = nil
+	for _, h := range held {
+		if err := h(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

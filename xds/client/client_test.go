@@ -103,4 +103,17 @@ cluster_type: {name: envoy.clusters.no_such_type}
 	if s.Clusters.Get("backend2") != nil {
 		t.Error("cluster backend2 absent from the CDS response is still there")
 	}
+
+	// A new EDS cluster and a route to it in one version: the listener
+	// waits for the cluster to warm instead of failing validation.
+	up3 := upstream(t, "three")
+	cp.set("v8", append(clusters[:1:1], edsCluster(t, "backend3")), append(clas[:1:1], assignment(t, "backend3", up3)),
+		[]*listenerv3.Listener{ingress(t, port, "backend3", greeting("hello v8"), "")})
+	eventually(t, port, "/", "three", "hello v8")
+	cp.waitRequest("LDS ACK v8", ackOf(client.TypeListener, "v8"))
+	for _, r := range cp.requests() {
+		if r.typeURL == client.TypeListener && r.errDetail != "" && strings.Contains(r.errDetail, "backend3") {
+			t.Errorf("listener NACKed while its new cluster warmed: %s", r.errDetail)
+		}
+	}
 }

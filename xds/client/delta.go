@@ -102,6 +102,7 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (bool,
 		return false, fmt.Errorf("xds: %w", err)
 	}
 	s := &deltaStream{c: c, stream: stream, sent: map[string][]string{}}
+	c.held = nil // their stream is gone; the control plane resends
 	if err := s.sync(); err != nil {
 		return false, err
 	}
@@ -136,11 +137,18 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (bool,
 				return got, fmt.Errorf("xds: receive: %w", r.err)
 			}
 			got = true
-			if err := c.handleDelta(ctx, s, r.resp); err != nil {
-				return got, err
+			resp := r.resp
+			handle := func() error { return c.handleDelta(ctx, s, resp) }
+			if !c.hold(resp.GetTypeUrl(), handle) {
+				if err := handle(); err != nil {
+					return got, err
+				}
 			}
 		case <-timerC(dl):
 			c.onDeadline(ctx)
+		}
+		if err := c.flushHeld(); err != nil {
+			return got, err
 		}
 		if err := s.sync(); err != nil {
 			return got, err

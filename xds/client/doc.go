@@ -18,7 +18,9 @@
 // hosts). The LDS subscription starts once the first CDS response was
 // applied and its clusters warmed (or CDS's initial fetch timed out), as
 // Envoy's cluster manager initialisation gates LDS. Ready is closed once
-// both CDS and LDS initialised.
+// both CDS and LDS initialised. Later, an LDS response arriving while a new
+// cluster warms is held (not yet ACKed) until the cluster is in, so a
+// listener routing to it passes validate_clusters.
 //
 // Decisions where Envoy's documentation is silent or Go differs:
 //

@@ -101,6 +101,7 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, 
 	for _, sub := range c.subs {
 		sub.nonce = ""
 	}
+	c.held = nil // their stream is gone; the control plane resends
 	if err := s.sync(); err != nil {
 		return false, err
 	}
@@ -135,11 +136,18 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, 
 				return got, fmt.Errorf("xds: receive: %w", r.err)
 			}
 			got = true
-			if err := c.handleSotW(ctx, s, r.resp); err != nil {
-				return got, err
+			resp := r.resp
+			handle := func() error { return c.handleSotW(ctx, s, resp) }
+			if !c.hold(resp.GetTypeUrl(), handle) {
+				if err := handle(); err != nil {
+					return got, err
+				}
 			}
 		case <-timerC(dl):
 			c.onDeadline(ctx)
+		}
+		if err := c.flushHeld(); err != nil {
+			return got, err
 		}
 		if err := s.sync(); err != nil {
 			return got, err
