@@ -547,7 +547,11 @@ func (p *parser) route(v any, errs errNode, svc *Service, top bool) {
 			errs.set(k, "not supported by wasmesh: stream routes are out of scope")
 		}
 	}
-	r.StripPath = o.boolean("strip_path", true)
+	grpcOnly := !slices.ContainsFunc(r.Protocols, func(p string) bool { return p != "grpc" && p != "grpcs" })
+	r.StripPath = o.boolean("strip_path", !grpcOnly)
+	if grpcOnly && r.StripPath {
+		errs.set("strip_path", "cannot set 'strip_path' when 'protocols' is 'grpc' or 'grpcs'")
+	}
 	r.PreserveHost = o.boolean("preserve_host", false)
 	r.RegexPriority = o.integer("regex_priority", 0, -2147483648, 2147483647)
 	r.PathHandling = o.oneOf("path_handling", "v0", "v0", "v1")

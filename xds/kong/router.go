@@ -171,11 +171,22 @@ func (t *translator) routeConfig() *routev3.RouteConfiguration {
 		vh.Routes = append(vh.Routes, noRoute())
 		return vh
 	}
-	rc := &routev3.RouteConfiguration{Name: RouteConfigName}
+	// Without hosts that name a port, the Host header's port never
+	// matters, as in Kong.
+	ignorePort := !slices.ContainsFunc(hosts, func(h hostPattern) bool { return strings.Contains(h.domain, ":") })
+	rc := &routev3.RouteConfiguration{
+		Name:                     RouteConfigName,
+		IgnorePortInHostMatching: ignorePort,
+		// Kong tells the upstream the client's address.
+		RequestHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: "x-real-ip", Value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}
 	for _, h := range hosts {
 		d := h.domain
 		domains := []string{d}
-		if !h.wildcard && !strings.Contains(d, ":") {
+		if !ignorePort && !h.wildcard && !strings.Contains(d, ":") {
 			// Kong ignores the port of the Host header when the route's
 			// host has none (wildcard hosts rely on the connection
 			// manager's strip_matching_host_port).

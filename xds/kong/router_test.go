@@ -88,6 +88,7 @@ func TestKongRouterExamples(t *testing.T) {
 				"r/1": {host: "my-api.com", path: "/"},
 				"r/2": {host: "example.com", path: "/x"},
 				"r/3": {host: "example.com:8000", path: "/x"},
+				"r/4": {host: "example.com:1234", path: "/x"},
 				"404": {host: "other.com", path: "/"},
 			}},
 		{"wildcard hosts", `
@@ -96,6 +97,7 @@ func TestKongRouterExamples(t *testing.T) {
 			map[string]req{
 				"left/1":  {host: "a.example.com", path: "/"},
 				"left/2":  {host: "x.y.example.com", path: "/"},
+				"left/3":  {host: "a.example.com:8443", path: "/"},
 				"right/1": {host: "example.com", path: "/"},
 				"right/2": {host: "example.org", path: "/"},
 				"404":     {host: "example2.com", path: "/"},

@@ -290,6 +290,9 @@ func (t *translator) listener(i int, addr string, rc *routev3.RouteConfiguration
 		RouteSpecifier:        &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		HttpFilters:           filters,
 		StripMatchingHostPort: true,
+		// Kong appends the client address to X-Forwarded-For and sets
+		// X-Forwarded-Proto from the connection.
+		UseRemoteAddress: wrapperspb.Bool(true),
 	}
 	hcmFilter := []*listenerv3.Filter{{
 		Name:       "envoy.filters.network.http_connection_manager",

@@ -93,8 +93,9 @@ func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
 // filter chain whose filter sets X-Greeting from its configuration.
 func TestWalkThrough(t *testing.T) {
 	var gotPath, gotHost string
+	var gotHeaders http.Header
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotPath, gotHost = r.URL.Path, r.Host
+		gotPath, gotHost, gotHeaders = r.URL.Path, r.Host, r.Header
 		io.WriteString(w, "hello from the upstream\n")
 	}))
 	defer up.Close()
@@ -138,6 +139,11 @@ services:
 	}
 	if gotPath != "/anything" || gotHost != strings.TrimPrefix(up.URL, "http://") {
 		t.Errorf("upstream saw path %q host %q", gotPath, gotHost)
+	}
+	for k, want := range map[string]string{"X-Real-Ip": "127.0.0.1", "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"} {
+		if got := gotHeaders.Get(k); got != want {
+			t.Errorf("upstream saw %s: %q, want %q", k, got, want)
+		}
 	}
 }
 
