@@ -227,12 +227,6 @@ func TestAdmin(t *testing.T) {
 			t.Errorf("proxying while health checks fail: %d", resp.StatusCode)
 		}
 		t.Run("drain-close", func(t *testing.T) {
-			bug(t, "while /healthcheck/fail is in effect Envoy's drain manager drain-closes every connection of a "+
-				"listener with drain_type DEFAULT (DrainManagerImpl::drainClose: HTTP/1.1 responses get "+
-				"connection: close, HTTP/2 a GOAWAY); wasmesh only does this on a listener drain "+
-				"(listener/hcm/stream.go: `if m.draining.Load() && s.r.ProtoMajor == 1`). Give hcm.Deps a "+
-				"HealthCheckFailed func() bool (server: the admin's flag, read through an atomic since the admin "+
-				"starts after the listeners compile) and test it next to m.draining")
 			if !resp.Close {
 				t.Errorf("HTTP/1.1 response while health checks fail lacks connection: close")
 			}

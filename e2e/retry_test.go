@@ -96,21 +96,6 @@ func TestRetries(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "reset-no-policy-fresh-connection" {
-				bug(t, "an HTTP/1.1 upstream closing its connection before the response is Envoy's reset reason "+
-					"connection termination: flag UC, body \"upstream connect error or disconnect/reset before headers. "+
-					"reset reason: connection termination\" (cluster/roundtrip.go documents ErrUpstreamReset as UC); "+
-					"filterchain/router/router.go failureReply case FailureReset sets FlagUpstreamRemoteReset (UR) and "+
-					"says \"remote reset\": use FlagUpstreamConnectionTermination and that text there")
-			}
-			if tc.name == "reset-no-policy-reused-connection" {
-				bug(t, "without a retry policy an idempotent request whose pooled upstream HTTP/1.1 connection is "+
-					"closed before the response is sent again: net/http's Transport replays GET/HEAD/OPTIONS on a reused "+
-					"connection (the upstream sees the request twice and the client gets 200), where Envoy answers "+
-					"503 UC. Make upstream requests non-replayable for net/http in filterchain/router buildRequest or "+
-					"cluster RoundTrip (e.g. a non-nil, non-NoBody empty Body without GetBody) and leave replays to "+
-					"retry_policy")
-			}
 			start := time.Now()
 			resp, body := get(t, c, p.url("retry", tc.path), "x-key", tc.path,
 				"x-fail-count", strconv.Itoa(tc.fails), "x-fail-status", strconv.Itoa(tc.failStatus), "x-slow", map[bool]string{true: "1"}[tc.slow], "x-reset", map[bool]string{true: "1"}[tc.reset])

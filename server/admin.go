@@ -199,6 +199,7 @@ func (s *Server) startAdmin(ctx context.Context) error {
 		return fmt.Errorf("admin.address: %w", err)
 	}
 	s.admin, s.adminLn = a, ln
+	s.adminPtr.Store(a)
 	go a.Serve(context.WithoutCancel(ctx), ln)
 	return nil
 }

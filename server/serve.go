@@ -59,6 +59,7 @@ type Server struct {
 	services  []*pluginconfig.Loaded
 
 	admin    *admin.Admin
+	adminPtr atomic.Pointer[admin.Admin]
 	adminLn  net.Listener
 	state    atomic.Int32 // adminv3.ServerInfo_State
 	quit     chan struct{}
@@ -180,6 +181,10 @@ func (s *Server) listenerDeps() listener.Deps {
 			Stats:         s.Stats,
 			ClusterExists: func(n string) bool { return s.Clusters.Get(n) != nil },
 			AccessLogs:    s.logFiles,
+			HealthCheckFailed: func() bool {
+				a := s.adminPtr.Load()
+				return a != nil && a.HealthCheckFailed()
+			},
 		},
 		Dialer:  tcpDialer{s.Clusters},
 		Secrets: s.secrets,

@@ -306,10 +306,15 @@ func (c *Config) failureReply(info *filterchain.StreamInfo, err error, timedOut,
 		return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("no healthy upstream"), Details: "no_healthy_upstream", GRPCStatus: 14}
 	case FailureOverflow:
 		info.ResponseFlags |= filterchain.FlagUpstreamOverflow
-		return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: overflow"), Details: "upstream_reset_before_response_started{overflow}", GRPCStatus: 14}
+		lr := &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: overflow"), Details: "upstream_reset_before_response_started{overflow}", GRPCStatus: 14}
+		if !c.suppressEnvoy {
+			lr.Headers = []header.Field{{Key: "x-envoy-overloaded", Value: "true"}}
+		}
+		return lr
 	case FailureReset:
-		info.ResponseFlags |= filterchain.FlagUpstreamRemoteReset
-		return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: remote reset"), Details: "upstream_reset_before_response_started{remote_reset}", GRPCStatus: 14}
+		// The upstream connection closed before a response: Envoy's UC.
+		info.ResponseFlags |= filterchain.FlagUpstreamConnectionTermination
+		return &filterchain.LocalReply{Status: http.StatusServiceUnavailable, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: connection termination"), Details: "upstream_reset_before_response_started{connection_termination}", GRPCStatus: 14}
 	case FailureProtocol:
 		info.ResponseFlags |= filterchain.FlagUpstreamProtocolError
 		return &filterchain.LocalReply{Status: http.StatusBadGateway, Body: []byte("upstream connect error or disconnect/reset before headers. reset reason: protocol error"), Details: "upstream_reset_before_response_started{protocol_error}", GRPCStatus: 14}
@@ -387,7 +392,10 @@ func buildRequest(ctx context.Context, h *header.Map, r *Request) (*http.Request
 		Host:          authority,
 	}
 	if cl == 0 && r.Reader == nil && !r.Buffered {
-		req.Body = nil
+		// An empty body that net/http does not consider replayable: it
+		// must not resend a request on its own when a reused connection
+		// closes (retries are the route's retry policy's call).
+		req.Body = emptyBody{}
 	}
 	for _, f := range h.Fields() {
 		if f.Key == "" || f.Key[0] == ':' || f.Key == "host" || f.Key == "content-length" || f.Key == "transfer-encoding" {
@@ -430,3 +438,9 @@ func (c *cancelOnCloseRW) Close() error {
 	c.cancel()
 	return err
 }
+
+// emptyBody is an empty request body that net/http will not replay.
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }

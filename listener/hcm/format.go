@@ -44,6 +44,13 @@ var knownCommands = map[string]bool{
 	"DOWNSTREAM_PEER_URI_SAN": true, "UPSTREAM_REQUEST_ATTEMPT_COUNT": true, "FILTER_STATE": true,
 }
 
+// numericCommands produce numbers in json_format.
+var numericCommands = map[string]bool{
+	"RESPONSE_CODE": true, "BYTES_SENT": true, "BYTES_RECEIVED": true, "DURATION": true,
+	"REQUEST_DURATION": true, "RESPONSE_DURATION": true, "CONNECTION_ID": true,
+	"UPSTREAM_REQUEST_ATTEMPT_COUNT": true,
+}
+
 // CompileFormat parses a format string; unknown commands are errors.
 func CompileFormat(s string) (*Format, error) {
 	f := &Format{}
@@ -138,7 +145,17 @@ func (f *Format) Write(w io.Writer, e *logEntry) {
 	if f.json != nil {
 		obj := make(map[string]any, len(f.keys))
 		for _, k := range f.keys {
-			obj[k] = f.json[k].String(e)
+			sub := f.json[k]
+			v := sub.String(e)
+			// A value that is one numeric command is a JSON number, as
+			// Envoy writes it.
+			if len(sub.parts) == 1 && sub.parts[0].isCmd && numericCommands[sub.parts[0].cmd] {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					obj[k] = n
+					continue
+				}
+			}
+			obj[k] = v
 		}
 		b, _ := json.Marshal(obj)
 		w.Write(append(b, '\n'))

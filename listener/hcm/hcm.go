@@ -37,6 +37,10 @@ type Deps struct {
 	// AccessLogs opens (and shares) access log files by path.
 	AccessLogs *LogFiles
 	Now        func() time.Time
+	// HealthCheckFailed reports the admin's /healthcheck/fail state: while
+	// it is set, HTTP/1 responses close their connections (Envoy's
+	// drain-close), so load balancers move clients away.
+	HealthCheckFailed func() bool
 }
 
 // Codec is the downstream codec_type.
@@ -84,6 +88,7 @@ type Manager struct {
 	// draining makes HTTP/1 responses carry "Connection: close" so clients
 	// move to the new listener without racing an idle-connection close.
 	draining atomic.Bool
+	hcFailed func() bool
 }
 
 // StartDrain makes every later HTTP/1.1 response close its connection
@@ -135,6 +140,7 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 		now = time.Now
 	}
 	m := &Manager{
+		hcFailed:              d.HealthCheckFailed,
 		log:                   d.Logger,
 		now:                   now,
 		statPrefix:            cfg.GetStatPrefix(),

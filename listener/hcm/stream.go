@@ -553,7 +553,7 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 	if m.via != "" {
 		wh.Add("Via", m.via)
 	}
-	if m.draining.Load() && s.r.ProtoMajor == 1 {
+	if s.r.ProtoMajor == 1 && (m.draining.Load() || m.hcFailed != nil && m.hcFailed()) {
 		wh.Set("Connection", "close")
 	}
 	for k := range trailer {
