@@ -127,7 +127,9 @@ func (t *translator) healthchecks(c *clusterv3.Cluster, u *Upstream) {
 		case "tcp":
 			hc.HealthChecker = &corev3.HealthCheck_TcpHealthCheck_{TcpHealthCheck: &corev3.HealthCheck_TcpHealthCheck{}}
 		case "grpc", "grpcs":
-			hc.HealthChecker = &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}}
+			// Envoy has grpc_health_check; the data plane does not run it yet.
+			t.errf("upstream '%s' healthchecks.active.type: %q is not supported by wasmesh yet", u.Name, a.Type)
+			return
 		default:
 			h := &corev3.HealthCheck_HttpHealthCheck{Path: a.HTTPPath, ExpectedStatuses: statusRanges(a.Healthy.HTTPStatuses)}
 			if a.HTTPSSNI != "" {
