@@ -65,8 +65,10 @@ type Gateway struct {
 	hostname string
 	nodeID   string
 	started  time.Time
+	drain    time.Duration
 
 	applyMu sync.Mutex
+	retired map[string]time.Time // cluster → when a listener using it was last replaced
 	state   atomic.Pointer[snapshot]
 
 	adminLns []net.Listener
@@ -225,6 +227,9 @@ func Start(ctx context.Context, o Options) (*Gateway, error) {
 			raw = b
 		}
 	}
+	if o.DrainTime <= 0 {
+		o.DrainTime = 5 * time.Second
+	}
 	so, err := ServerOptions(s, o.DrainTime)
 	if err != nil {
 		return nil, fmt.Errorf("kong: %w", err)
@@ -251,7 +256,8 @@ func Start(ctx context.Context, o Options) (*Gateway, error) {
 		host, _ = os.Hostname()
 	}
 	g := &Gateway{settings: s, opts: o, logging: logging, log: log, hostname: host,
-		nodeID: StableID("node", host), started: time.Now()}
+		nodeID: StableID("node", host), started: time.Now(), drain: o.DrainTime,
+		retired: map[string]time.Time{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	b := &bootstrapv3.Bootstrap{
 		Node:            &corev3.Node{Id: g.nodeID, Cluster: "kong"},
@@ -334,15 +340,56 @@ func (g *Gateway) apply(ctx context.Context, cfg *xkong.Config, res *xkong.Resou
 		keep[n] = true
 	}
 	if old := g.state.Load(); old != nil {
+		// Connections on the replaced listeners may still route to the
+		// old clusters while they drain: a cluster no longer used is
+		// removed once no listener that used it can be draining.
+		now := time.Now()
+		var gone []string
 		for _, n := range old.clusters {
+			g.retired[n] = now
 			if !keep[n] {
-				dp.RemoveCluster(n)
+				gone = append(gone, n)
 			}
+		}
+		if len(gone) > 0 {
+			time.AfterFunc(g.staleAfter(), func() { g.removeStale(gone) })
 		}
 	}
 	g.state.Store(&snapshot{cfg: cfg, raw: raw, hash: md5hex(raw), res: res,
 		clusters: names, at: time.Now().Unix()})
 	return nil
+}
+
+// staleAfter is how long a replaced listener may still use its clusters.
+func (g *Gateway) staleAfter() time.Duration { return 2*g.drain + time.Second }
+
+func (g *Gateway) removeStale(names []string) {
+	g.applyMu.Lock()
+	defer g.applyMu.Unlock()
+	if g.ctx.Err() != nil {
+		return
+	}
+	used := map[string]bool{}
+	for _, n := range g.state.Load().clusters {
+		used[n] = true
+	}
+	var later []string
+	wait := time.Duration(0)
+	for _, n := range names {
+		if used[n] {
+			continue
+		}
+		if left := g.staleAfter() - time.Since(g.retired[n]); left > 0 {
+			later = append(later, n)
+			wait = max(wait, left)
+			continue
+		}
+		delete(g.retired, n)
+		g.srv.XDSDataPlane().RemoveCluster(n)
+	}
+	if len(later) > 0 {
+		time.AfterFunc(wait, func() { g.removeStale(later) })
+	}
 }
 
 // startAdmin opens admin_listen (an ssl entry needs ssl_cert, or is
@@ -410,6 +457,7 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 
 // Close stops everything at once.
 func (g *Gateway) Close() {
+	g.cancel()
 	if g.admin != nil {
 		g.admin.Close()
 	}

@@ -374,7 +374,34 @@ func TestPostConfigUnderLoad(t *testing.T) {
 		swaps = 200
 	}
 	_, proxy, admin, up := startWalk(t)
-	configs := [][]byte{[]byte(walkConfig(up.URL, "A")), []byte(walkConfig(up.URL, "B"))}
+	loadSwaps(t, proxy, admin, swaps, []byte(walkConfig(up.URL, "A")), []byte(walkConfig(up.URL, "B")))
+}
+
+// TestPostConfigRenameUnderLoad renames the service (so its cluster) at
+// every swap: requests still draining on the old listener keep their
+// cluster until the drain time has passed.
+func TestPostConfigRenameUnderLoad(t *testing.T) {
+	g, proxy, admin, up := startWalk(t)
+	a := strings.Replace(walkConfig(up.URL, "A"), "my-wasm-service", "svc-a", 1)
+	b := strings.Replace(walkConfig(up.URL, "B"), "my-wasm-service", "svc-b", 1)
+	loadSwaps(t, proxy, admin, 100, []byte(a), []byte(b))
+	// The last swap installed b: svc-a (and the first configuration's
+	// cluster) go once nothing can still be draining.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		names := g.srv.Clusters.Names()
+		if len(names) == 1 && names[0] == "svc-b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clusters %v, want [svc-b]", names)
+		}
+		time.Sleep(50 * time.Millisecond) // waiting for the delayed removal
+	}
+}
+
+func loadSwaps(t *testing.T, proxy, admin string, swaps int, configs ...[]byte) {
+	t.Helper()
 	var stop atomic.Bool
 	var requests, failures atomic.Int64
 	var firstErr atomic.Value
@@ -393,12 +420,12 @@ func TestPostConfigUnderLoad(t *testing.T) {
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				g := resp.Header.Get("X-Greeting")
 				if resp.StatusCode != 200 || g != "A" && g != "B" && g != "Hello from wasmesh using WebAssembly!" {
 					failures.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d greeting %q", resp.StatusCode, g))
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d greeting %q body %q", resp.StatusCode, g, body))
 				}
 			}
 		}()
