@@ -18,7 +18,7 @@ import (
 const (
 	DefaultMemoryLimitPages = 1024 // 64 MiB
 	DefaultCallTimeout      = time.Second
-	DefaultStartTimeout     = 10 * time.Second
+	DefaultStartTimeout     = 30 * time.Second
 	replaceBackoffMin       = 50 * time.Millisecond
 	replaceBackoffMax       = 30 * time.Second
 )
