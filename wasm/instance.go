@@ -115,8 +115,10 @@ func (vm *VM) newInstance(ctx context.Context, slot int) (*instance, error) {
 	i.ctx, i.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, i))
 	i.deadline.Store(int64(vm.cfg.StartTimeout))
 	vm.rt.watch.add(i)
-	i.busy.Store(true)
+	// A new call number first, then busy: the watchdog must never see a
+	// busy instance with a stale call number.
 	i.callSeq.Add(1)
+	i.busy.Store(true)
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().

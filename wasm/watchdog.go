@@ -37,7 +37,9 @@ func newWatchdog() *watchdog {
 
 func (w *watchdog) add(i *instance) {
 	w.mu.Lock()
-	w.instances[i] = &watchState{}
+	// Start the clock now: a zero time would look like a call running
+	// since forever.
+	w.instances[i] = &watchState{lastSeq: i.callSeq.Load(), since: time.Now()}
 	w.mu.Unlock()
 }
 
