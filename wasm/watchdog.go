@@ -73,8 +73,11 @@ func (w *watchdog) check() {
 	now := time.Now()
 	w.mu.Lock()
 	for inst, st := range w.instances {
+		// busy before the call number: a call sets its number first, so a
+		// busy flag seen here belongs to this number or an older one.
+		busy := inst.busy.Load()
 		seq := inst.callSeq.Load()
-		if !inst.busy.Load() || seq != st.lastSeq {
+		if !busy || seq != st.lastSeq {
 			// A new call (or none): measure from now. Elapsed time, not a
 			// tick count, so a busy machine dropping ticks cannot stretch
 			// the deadline; a call is caught within one tick of it.
