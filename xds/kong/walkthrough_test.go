@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/wasmesh/wasmesh/server"
@@ -25,11 +24,9 @@ func startTranslated(t *testing.T, res *Resources) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bootstrapv3.Bootstrap{
-		Node: &corev3.Node{Id: "kong", Cluster: "kong"},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Listeners: res.Listeners, Clusters: res.Clusters, Secrets: res.Secrets,
-		},
+	b := res.Bootstrap(&corev3.Node{Id: "kong", Cluster: "kong"})
+	if err := b.ValidateAll(); err != nil {
+		t.Fatal(err)
 	}
 	logging, err := server.NewLogging(o)
 	if err != nil {
