@@ -55,6 +55,7 @@ type parser struct {
 	// pending references resolved once every entity is known.
 	routeRefs  []pendingRef
 	targetRefs []pendingRef
+	sniRefs    []pendingRef
 	chainRefs  []pendingChain
 	routeErrs  map[*Route]errNode
 }
@@ -901,10 +902,9 @@ func (p *parser) topSNI(v any, errs errNode) {
 		errs.set("certificate", "required field missing")
 		return
 	}
-	p.targetRefs = append(p.targetRefs, pendingRef{ref: ref, errs: errs, set: func(x any) {
-		if c, ok := x.(*Certificate); ok {
-			c.SNIs = append(c.SNIs, name)
-		}
+	p.sniRefs = append(p.sniRefs, pendingRef{ref: ref, errs: errs, set: func(x any) {
+		c := x.(*Certificate)
+		c.SNIs = append(c.SNIs, name)
 	}})
 }
 
@@ -1009,21 +1009,18 @@ func (p *parser) resolve() {
 		}
 	}
 	for _, r := range p.targetRefs {
-		var x any
-		if _, isCert := r.ref["certificate"]; isCert {
-			x = lookup(r.ref, certs)
+		if x := lookup(r.ref, ups); x != nil {
+			r.set(x)
+		} else {
+			r.errs.set("upstream", "could not find upstreams with name or id '"+refName(r.ref)+"'")
 		}
-		if x == nil {
-			x = lookup(r.ref, ups)
+	}
+	for _, r := range p.sniRefs {
+		if x := lookup(r.ref, certs); x != nil {
+			r.set(x)
+		} else {
+			r.errs.set("certificate", "could not find certificates with id '"+refName(r.ref)+"'")
 		}
-		if x == nil {
-			x = lookup(r.ref, certs)
-		}
-		if x == nil {
-			r.errs.set("@references", "could not find the entity with name or id '"+refName(r.ref)+"'")
-			continue
-		}
-		r.set(x)
 	}
 	for _, c := range p.chainRefs {
 		if c.svc != nil {

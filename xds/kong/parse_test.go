@@ -108,7 +108,7 @@ routes:
 targets:
 - target: 1.2.3.4:80
   upstream: nowhere
-`, `{"routes":[{"service":"could not find services with name or id 'missing'"}],"targets":[{"@references":"could not find the entity with name or id 'nowhere'"}]}`, ""},
+`, `{"routes":[{"service":"could not find services with name or id 'missing'"}],"targets":[{"upstream":"could not find upstreams with name or id 'nowhere'"}]}`, ""},
 		{"duplicate names", `_format_version: "3.0"
 services:
 - name: s
