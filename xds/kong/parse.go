@@ -462,7 +462,7 @@ func (p *parser) service(v any, errs errNode) {
 			continue
 		}
 		if s.FilterChain != nil {
-			ce.set("@entity", fmt.Sprintf("service %s already has a filter chain; a service has at most one", entityName(s.Name, s.ID)))
+			ce.set("@entity", fmt.Sprintf("service %s already has a filter chain; a service has at most one%s", entityName(s.Name, s.ID), chainLabel(fc)))
 			continue
 		}
 		s.FilterChain = fc
@@ -471,6 +471,14 @@ func (p *parser) service(v any, errs errNode) {
 		p.route(r, errs.child("routes", i), s, false)
 	}
 	o.unknown(metaFields...)
+}
+
+// chainLabel names a rejected second chain.
+func chainLabel(fc *FilterChain) string {
+	if fc.Name == "" && fc.ID == "" {
+		return ""
+	}
+	return " (filter chain " + entityName(fc.Name, fc.ID) + ")"
 }
 
 func entityName(name, id string) string {
@@ -596,7 +604,7 @@ func (p *parser) route(v any, errs errNode, svc *Service, top bool) {
 			continue
 		}
 		if r.FilterChain != nil {
-			ce.set("@entity", fmt.Sprintf("route %s already has a filter chain; a route has at most one", entityName(r.Name, r.ID)))
+			ce.set("@entity", fmt.Sprintf("route %s already has a filter chain; a route has at most one%s", entityName(r.Name, r.ID), chainLabel(fc)))
 			continue
 		}
 		r.FilterChain = fc
@@ -1029,7 +1037,7 @@ func (p *parser) resolve() {
 			case s == nil:
 				c.errs.set("service", "could not find services with name or id '"+refName(c.svc)+"'")
 			case s.FilterChain != nil:
-				c.errs.set("@entity", fmt.Sprintf("service %s already has a filter chain; a service has at most one", entityName(s.Name, s.ID)))
+				c.errs.set("@entity", fmt.Sprintf("service %s already has a filter chain; a service has at most one%s", entityName(s.Name, s.ID), chainLabel(c.fc)))
 			default:
 				s.FilterChain = c.fc
 			}
@@ -1040,7 +1048,7 @@ func (p *parser) resolve() {
 		case r == nil:
 			c.errs.set("route", "could not find routes with name or id '"+refName(c.rt)+"'")
 		case r.FilterChain != nil:
-			c.errs.set("@entity", fmt.Sprintf("route %s already has a filter chain; a route has at most one", entityName(r.Name, r.ID)))
+			c.errs.set("@entity", fmt.Sprintf("route %s already has a filter chain; a route has at most one%s", entityName(r.Name, r.ID), chainLabel(c.fc)))
 		default:
 			r.FilterChain = c.fc
 		}

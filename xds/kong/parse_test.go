@@ -100,7 +100,7 @@ filter_chains:
   filters: [{name: a}]
 - route: {name: r}
   filters: [{name: b}]
-`, `{"filter_chains":[null,{"@entity":"route 'r' already has a filter chain; a route has at most one"}],"services":[{"filter_chains":[null,{"@entity":"service 's' already has a filter chain; a service has at most one"}]}]}`, ""},
+`, `{"filter_chains":[null,{"@entity":"route 'r' already has a filter chain; a route has at most one"}],"services":[{"filter_chains":[null,{"@entity":"service 's' already has a filter chain; a service has at most one (filter chain 'two')"}]}]}`, ""},
 		{"dangling references", `_format_version: "3.0"
 routes:
 - paths: [/]
