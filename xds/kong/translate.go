@@ -544,16 +544,3 @@ func (t *translator) secrets() []*tlsv3.Secret {
 	}
 	return out
 }
-
-// CertificateSNIs maps each SNI to the Secret serving it, for a TLS
-// proxy_listen (filter chain match on server_names).
-func CertificateSNIs(cfg *Config) map[string]string {
-	m := map[string]string{}
-	for i, c := range cfg.Certificates {
-		id := certID(c, i)
-		for _, sni := range c.SNIs {
-			m[sni] = certSecretName(id, 0)
-		}
-	}
-	return m
-}
