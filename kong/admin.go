@@ -131,10 +131,35 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		return nil
 	}))
+	// DB-less: entities change only through POST /config, as in Kong.
+	for _, kind := range []string{"services", "routes", "upstreams", "targets", "filter-chains", "certificates", "snis", "ca_certificates"} {
+		readOnly := func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusMethodNotAllowed, obj{"message": fmt.Sprintf(
+				"cannot %s '%s' entities when not using a database", verb(r.Method), strings.ReplaceAll(kind, "-", "_"))})
+		}
+		for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+			mux.HandleFunc(m+" /"+kind, readOnly)
+			mux.HandleFunc(m+" /"+kind+"/", readOnly)
+			for _, parent := range []string{"services", "routes", "upstreams"} {
+				mux.HandleFunc(m+" /"+parent+"/{id}/"+kind, readOnly)
+				mux.HandleFunc(m+" /"+parent+"/{id}/"+kind+"/", readOnly)
+			}
+		}
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, obj{"message": "Not found"})
 	})
 	return mux
+}
+
+func verb(method string) string {
+	switch method {
+	case "POST":
+		return "create"
+	case "DELETE":
+		return "delete"
+	}
+	return "create or update"
 }
 
 func findService(c *xkong.Config, id string) *xkong.Service {

@@ -323,6 +323,7 @@ func (g *Gateway) apply(ctx context.Context, cfg *xkong.Config, res *xkong.Resou
 	if len(errs) > 0 {
 		return kongError(errors.Join(errs...))
 	}
+	t0 := time.Now()
 	names := make([]string, 0, len(res.Clusters))
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -332,9 +333,12 @@ func (g *Gateway) apply(ctx context.Context, cfg *xkong.Config, res *xkong.Resou
 		}
 		names = append(names, c.GetName())
 	}
+	t1 := time.Now()
 	if err := dp.UpdateListeners(g.ctx, res.Listeners); err != nil {
 		return kongError(err)
 	}
+	g.log.Info("configuration applied", zap.Int("clusters", len(names)), zap.Int("listeners", len(res.Listeners)),
+		zap.Duration("clusters_time", t1.Sub(t0)), zap.Duration("listeners_time", time.Since(t1)))
 	keep := map[string]bool{}
 	for _, n := range names {
 		keep[n] = true

@@ -221,6 +221,17 @@ func TestAdminAPI(t *testing.T) {
 			t.Fatalf("GET %s: %v", p, m)
 		}
 	}
+	for _, c := range []struct{ method, path, want string }{
+		{"POST", "/services", "cannot create 'services' entities when not using a database"},
+		{"PATCH", "/routes/my-wasm-route", "cannot create or update 'routes'"},
+		{"DELETE", "/services/x/filter-chains/y", "cannot delete 'filter_chains'"},
+		{"POST", "/upstreams/u/targets", "cannot create 'targets'"},
+	} {
+		resp, b := do(t, c.method, admin+c.path, "application/json", []byte("{}"))
+		if resp.StatusCode != 405 || !strings.Contains(string(b), c.want) {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, resp.StatusCode, b)
+		}
+	}
 	cfg := getJSON(t, admin+"/config", 200)
 	if !strings.Contains(cfg["config"].(string), "my-wasm-service") {
 		t.Fatalf("GET /config: %v", cfg)
