@@ -1,6 +1,7 @@
 package kong
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -353,7 +354,8 @@ func (g *Gateway) postConfig(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	cfg, err := g.Reload(r.Context(), raw)
+	// A client that goes away does not abort an apply half-way.
+	cfg, err := g.Reload(context.WithoutCancel(r.Context()), raw)
 	if err != nil {
 		var ke *Error
 		if errors.As(err, &ke) {

@@ -17,3 +17,31 @@
 // its owner and position), so ids survive restarts and reloads of the same
 // file.
 package kong
+
+// Decisions where Kong and the data plane differ:
+//
+//   - database defaults to off (Kong's default is postgres); any other value
+//     is an error naming the key. Keys wasmesh knows but cannot honour
+//     (stream_listen, status_listen, router_flavor = expressions, plugins,
+//     role, trusted_ips, ...) are errors naming the key and where it was set
+//     (kong.conf line or KONG_ variable); unknown keys are warnings.
+//   - proxy_access_log defaults to off and proxy_error_log to stderr:
+//     wasmesh has no prefix directory of its own (a relative path is taken
+//     under prefix when prefix is set, else under the working directory).
+//   - An ssl entry of proxy_listen or admin_listen needs ssl_cert and
+//     ssl_cert_key; without them it is skipped with a warning (Kong would
+//     generate a self-signed certificate). Kong's certificates/snis entities
+//     are translated to secrets but are not yet selected by SNI on the
+//     proxy's ssl listener.
+//   - reuseport, backlog=N, deferred and bind are accepted and have no
+//     effect; any other listen flag is an error.
+//   - A POST /config that adds certificates needs a restart: the data
+//     plane's secrets are fixed when it starts.
+//   - A connection opened before a POST /config finishes on the previous
+//     configuration while it drains (Envoy's listener update: HTTP/1
+//     responses carry Connection: close, HTTP/2 gets GOAWAY); Kong applies
+//     a new configuration to the next request of every connection.
+//   - Clusters a new configuration no longer uses are removed after twice
+//     the drain time plus a second, so requests on draining connections
+//     still reach them.
+//   - GET /status reports zeros for nginx's connection counters.
