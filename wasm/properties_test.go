@@ -43,7 +43,10 @@ func newPropsPlugin(t *testing.T, cfg PluginConfig) (*propsEnv, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(ctx) })
-	vm, err := rt.VM(ctx, VMConfig{ID: "props-vm", Code: code, Instances: 1})
+	// Generous deadline: these tests exercise properties and foreign
+	// functions (a 16 MiB decompression), not deadlines, and must not
+	// flake on a loaded machine.
+	vm, err := rt.VM(ctx, VMConfig{ID: "props-vm", Code: code, Instances: 1, CallTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
