@@ -309,6 +309,12 @@ func (s *stream) process(filters []filterchain.Filter, plan *filterchain.Plan, t
 	}
 	resp, lr := term.Forward(req)
 	if lr != nil {
+		if s.r.Context().Err() != nil {
+			// The client went away while the upstream was being asked:
+			// nothing to answer (Envoy's DC, no response code).
+			s.fs.Info.ResponseFlags |= filterchain.FlagDownstreamConnectionTermination
+			return
+		}
 		s.SendLocalReply(*lr)
 		s.finishLocal(filters, match)
 		return
@@ -433,6 +439,20 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 		}
 	}
 	wantsBody := plan.WantsBody(filterchain.Response) && !endStream
+	if wantsBody && resp.ContentLength >= 0 && resp.ContentLength <= maxBufferedBody && len(resp.Trailer) == 0 {
+		// A small body of known length goes through the filters whole, and
+		// the response keeps an exact Content-Length (Envoy keeps it when
+		// filters buffer the body).
+		var out []byte
+		if !s.encodeBody(filters, resp.Body, func(b []byte) { out = append(out, b...) }) {
+			return
+		}
+		h.Set("content-length", strconv.Itoa(len(out)))
+		s.writeHeaders(h, nil)
+		n, _ := s.w.Write(out)
+		fs.Info.BytesSent += uint64(n)
+		return
+	}
 	if wantsBody {
 		h.Del("content-length")
 	}
@@ -442,25 +462,54 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 		return
 	}
 	if wantsBody {
-		s.encodeBody(filters, resp)
+		fl, _ := s.w.(http.Flusher)
+		if !s.encodeBody(filters, resp.Body, func(b []byte) {
+			n, _ := s.w.Write(b)
+			fs.Info.BytesSent += uint64(n)
+			if fl != nil {
+				fl.Flush()
+			}
+		}) {
+			return
+		}
 	} else {
-		n, _ := copyFlushing(s.w, resp.Body)
+		n, _ := copyBody(s.w, resp.Body, streaming(resp))
 		fs.Info.BytesSent += uint64(n)
 	}
 	s.writeTrailers(resp, filters)
 }
 
-func (s *stream) encodeBody(filters []filterchain.Filter, resp *http.Response) {
+// maxBufferedBody is the largest response body of known length that body
+// filters see whole.
+const maxBufferedBody = 1 << 20
+
+// streaming reports whether a response must be flushed as it arrives: no
+// known length (chunked, server-sent events) or gRPC. A response of known
+// length is left to net/http's buffering.
+func streaming(resp *http.Response) bool {
+	if resp.ContentLength < 0 {
+		return true
+	}
+	ct := resp.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "text/event-stream")
+}
+
+// encodeBody runs a response body through the filters that want it (in
+// reverse order), buffering for each filter while it asks to stop, and
+// hands what passes to out. It reports false when the stream was aborted.
+func (s *stream) encodeBody(filters []filterchain.Filter, body io.Reader, out func([]byte)) bool {
 	fs := s.fs
 	pending := make([][]byte, len(filters))
-	buf := make([]byte, chunkSize)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	for {
-		n, err := resp.Body.Read(buf)
+		n, err := body.Read(buf)
 		eos := err != nil
 		if err != nil && !errors.Is(err, io.EOF) {
 			fs.Info.ResponseFlags |= filterchain.FlagUpstreamRemoteReset
 			s.abortResponse()
-			return
+			return false
 		}
 		data := append([]byte(nil), buf[:n]...)
 		for i := len(filters) - 1; i >= 0 && data != nil; i-- {
@@ -481,7 +530,7 @@ func (s *stream) encodeBody(filters []filterchain.Filter, resp *http.Response) {
 				}
 				if !s.wait(filterchain.Response) {
 					s.abortResponse()
-					return
+					return false
 				}
 				res = pending[i]
 			}
@@ -489,14 +538,10 @@ func (s *stream) encodeBody(filters []filterchain.Filter, resp *http.Response) {
 			data = res
 		}
 		if len(data) > 0 {
-			w, _ := s.w.Write(data)
-			fs.Info.BytesSent += uint64(w)
-			if fl, ok := s.w.(http.Flusher); ok {
-				fl.Flush()
-			}
+			out(data)
 		}
 		if eos {
-			return
+			return true
 		}
 	}
 }
@@ -820,11 +865,19 @@ func newUUID() string {
 
 func crand(b []byte) (int, error) { return crand0.Read(b) }
 
-// copyFlushing copies a response body downstream, flushing after each read
-// so streaming responses (gRPC, server-sent events) are not held back.
-func copyFlushing(w http.ResponseWriter, r io.Reader) (int64, error) {
-	fl, _ := w.(http.Flusher)
-	buf := make([]byte, chunkSize)
+// bufPool holds body copy buffers.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// copyBody copies a response body downstream; a streaming response is
+// flushed after each read so it is not held back.
+func copyBody(w http.ResponseWriter, r io.Reader, flush bool) (int64, error) {
+	var fl http.Flusher
+	if flush {
+		fl, _ = w.(http.Flusher)
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	var total int64
 	for {
 		n, err := r.Read(buf)
