@@ -279,20 +279,7 @@ func (g *Gateway) one(f func(*xkong.Config, string, int64) obj) http.HandlerFunc
 func listenJSON(ls []Listen) []string {
 	out := make([]string, 0, len(ls))
 	for _, l := range ls {
-		s := l.Address
-		if l.SSL {
-			s += " ssl"
-		}
-		if l.HTTP2 {
-			s += " http2"
-		}
-		if l.ReusePort {
-			s += " reuseport"
-		}
-		if l.Backlog > 0 {
-			s += " backlog=" + strconv.Itoa(l.Backlog)
-		}
-		out = append(out, s)
+		out = append(out, l.String())
 	}
 	return out
 }

@@ -63,6 +63,24 @@ type Listen struct {
 	Backlog   int
 }
 
+// String is the entry in Kong's syntax (flags without effect dropped).
+func (l Listen) String() string {
+	s := l.Address
+	if l.SSL {
+		s += " ssl"
+	}
+	if l.HTTP2 {
+		s += " http2"
+	}
+	if l.ReusePort {
+		s += " reuseport"
+	}
+	if l.Backlog > 0 {
+		s += " backlog=" + strconv.Itoa(l.Backlog)
+	}
+	return s
+}
+
 // Settings are the kong.conf settings wasmesh runs with.
 type Settings struct {
 	Wasm              bool

@@ -28,13 +28,10 @@ package kong
 //   - proxy_access_log defaults to off and proxy_error_log to stderr:
 //     wasmesh has no prefix directory of its own (a relative path is taken
 //     under prefix when prefix is set, else under the working directory).
-//   - An ssl entry of proxy_listen or admin_listen needs ssl_cert and
-//     ssl_cert_key; without them it is skipped with a warning (Kong would
-//     generate a self-signed certificate). Kong's certificates/snis entities
-//     are translated to secrets but are not yet selected by SNI on the
-//     proxy's ssl listener.
-//   - reuseport, backlog=N, deferred and bind are accepted and have no
-//     effect; any other listen flag is an error.
+//   - An ssl entry of proxy_listen serves Kong's certificates by SNI and
+//     ssl_cert/ssl_cert_key to every other client (xds/kong translates
+//     it); with neither it is skipped with a warning (Kong would generate
+//     a self-signed certificate). An ssl admin_listen entry needs ssl_cert.
 //   - A POST /config that adds certificates needs a restart: the data
 //     plane's secrets are fixed when it starts.
 //   - A connection opened before a POST /config finishes on the previous

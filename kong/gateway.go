@@ -23,7 +23,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -117,67 +116,51 @@ func Prepare(s *Settings, raw []byte, warn func(string)) (*xkong.Config, *xkong.
 		return nil, nil, kongError(err)
 	}
 	assignIDs(cfg)
-	var listens []Listen
+	sniCerts := false
+	for _, c := range cfg.Certificates {
+		sniCerts = sniCerts || len(c.SNIs) > 0
+	}
 	var addrs []string
 	for _, l := range s.ProxyListen {
-		if l.SSL && s.SSLCert == "" {
+		if l.SSL && s.SSLCert == "" && !sniCerts {
 			if warn != nil {
-				warn(fmt.Sprintf("proxy_listen %s ssl: skipped, ssl_cert and ssl_cert_key are not set", l.Address))
+				warn(fmt.Sprintf("proxy_listen %s ssl: skipped, neither ssl_cert/ssl_cert_key nor certificates with snis are set", l.Address))
 			}
 			continue
 		}
-		listens = append(listens, l)
-		addrs = append(addrs, l.Address)
+		addrs = append(addrs, l.String())
 	}
 	if len(addrs) == 0 {
 		return nil, nil, kongError(fmt.Errorf("proxy_listen: no listener left to serve (ssl listeners need ssl_cert)"))
 	}
 	res, err := xkong.Translate(cfg, xkong.Options{
 		FiltersPath: s.WasmFiltersPath, AllowedFilters: s.allowedFilters(), ProxyListen: addrs,
-		Headers: s.Headers, Version: Version,
+		SSLCert: s.SSLCert, SSLCertKey: s.SSLCertKey, Headers: s.Headers, Version: Version,
 	})
 	if err != nil {
 		return nil, nil, kongError(err)
 	}
-	for i, ln := range res.Listeners {
-		if err := decorate(ln, listens[i], s); err != nil {
-			return nil, nil, kongError(fmt.Errorf("proxy_listen %s: %w", listens[i].Address, err))
+	for _, ln := range res.Listeners {
+		if err := addAccessLog(ln, s.ProxyAccessLog); err != nil {
+			return nil, nil, kongError(fmt.Errorf("proxy_access_log: listener %s: %w", ln.GetName(), err))
 		}
 	}
 	return cfg, res, nil
 }
 
-// decorate adds what proxy_listen flags and the log settings ask for: TLS
-// with ssl_cert (ALPN h2 with http2), the access log.
-func decorate(ln *listenerv3.Listener, l Listen, s *Settings) error {
+// addAccessLog adds proxy_access_log (a file path) to the listener's
+// HTTP connection managers.
+func addAccessLog(ln *listenerv3.Listener, path string) error {
+	if path == "" {
+		return nil
+	}
 	for _, fc := range ln.GetFilterChains() {
-		if l.SSL {
-			alpn := []string{"http/1.1"}
-			if l.HTTP2 {
-				alpn = []string{"h2", "http/1.1"}
-			}
-			tc := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
-				AlpnProtocols: alpn,
-				TlsCertificates: []*tlsv3.TlsCertificate{{
-					CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: s.SSLCert}},
-					PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: s.SSLCertKey}},
-				}},
-			}}
-			a, err := anypb.New(tc)
-			if err != nil {
-				return err
-			}
-			fc.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
-		}
-		if s.ProxyAccessLog == "" {
-			continue
-		}
 		for _, f := range fc.GetFilters() {
 			hcm := &hcmv3.HttpConnectionManager{}
 			if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
 				return err
 			}
-			fl, err := anypb.New(&filev3.FileAccessLog{Path: s.ProxyAccessLog})
+			fl, err := anypb.New(&filev3.FileAccessLog{Path: path})
 			if err != nil {
 				return err
 			}

@@ -104,3 +104,50 @@ func TestSSLListenerWithoutCertIsSkipped(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestSNICertificate: an ssl proxy_listen without ssl_cert serves Kong's
+// certificates entities by SNI; the skipped-listener warning does not apply.
+func TestSNICertificate(t *testing.T) {
+	cert, key, pool := selfSigned(t)
+	c, _ := os.ReadFile(cert)
+	k, _ := os.ReadFile(key)
+	g, _, admin, up := startWalk(t, "KONG_PROXY_LISTEN=127.0.0.1:0, 127.0.0.1:0 ssl")
+	indent := func(b []byte) string { return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ") }
+	cfg := walkConfig(up.URL, "over tls") + "certificates:\n- cert: |\n" + indent(c) + "\n  key: |\n" + indent(k) + "\n  snis:\n  - name: localhost\n"
+	// The certificate's secret is loaded when the data plane starts, so a
+	// new certificate through POST /config is rejected and the old
+	// configuration keeps serving.
+	resp, b := do(t, "POST", admin+"/config", "application/yaml", []byte(cfg))
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "invalid declarative configuration") {
+		t.Fatalf("POST /config with a new certificate: %d %s", resp.StatusCode, b)
+	}
+	if g.ProxyAddr(1) != nil {
+		t.Fatal("a second listener appeared")
+	}
+
+	s, _, err := LoadSettings(Sources{Env: []string{"KONG_PROXY_LISTEN=127.0.0.1:0 ssl http2", "KONG_ADMIN_LISTEN=off", "KONG_LOG_LEVEL=error",
+		"KONG_WASM=on", "KONG_WASM_FILTERS_PATH=" + filtersOf(t)}, NumCPU: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := Start(t.Context(), Options{Settings: s, Declarative: []byte(cfg), DrainTime: time.Second, Warn: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close()
+	client := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	defer client.CloseIdleConnections()
+	r, err := client.Get("https://" + g2.ProxyAddr(0).String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.ProtoMajor != 2 || r.Header.Get("X-Greeting") != "over tls" {
+		t.Fatalf("proto %s X-Greeting %q", r.Proto, r.Header.Get("X-Greeting"))
+	}
+}
+
+func filtersOf(t *testing.T) string {
+	return filepath.Join(walkDir(t, "http://127.0.0.1:1"), "filters")
+}
