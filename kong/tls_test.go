@@ -112,7 +112,9 @@ func TestSNICertificate(t *testing.T) {
 	c, _ := os.ReadFile(cert)
 	k, _ := os.ReadFile(key)
 	g, _, admin, up := startWalk(t, "KONG_PROXY_LISTEN=127.0.0.1:0, 127.0.0.1:0 ssl")
-	indent := func(b []byte) string { return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ") }
+	indent := func(b []byte) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ")
+	}
 	cfg := walkConfig(up.URL, "over tls") + "certificates:\n- cert: |\n" + indent(c) + "\n  key: |\n" + indent(k) + "\n  snis:\n  - name: localhost\n"
 	// The certificate's secret is loaded when the data plane starts, so a
 	// new certificate through POST /config is rejected and the old
