@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
@@ -213,12 +212,7 @@ func kongTranslate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b := &bootstrapv3.Bootstrap{
-		Node: &corev3.Node{Id: "kong", Cluster: "kong"},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Listeners: res.Listeners, Clusters: res.Clusters, Secrets: res.Secrets,
-		},
-	}
+	b := res.Bootstrap(&corev3.Node{Id: "kong", Cluster: "kong"})
 	js, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(b)
 	if err != nil {
 		return fmt.Errorf("kong translate: %w", err)
