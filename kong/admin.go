@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wasmesh/wasmesh/stats"
 	xkong "github.com/wasmesh/wasmesh/xds/kong"
 )
 
@@ -308,14 +309,17 @@ func (g *Gateway) root(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// status is GET /status. wasmesh does not count nginx's connection
-// states; the server block reports zeros except what it knows.
+// status is GET /status. total_requests and connections_writing (requests
+// in progress) come from the proxy's HTTP statistics; wasmesh does not
+// count nginx's other connection states and reports zeros for them.
 func (g *Gateway) status(w http.ResponseWriter, r *http.Request) {
 	st := g.state.Load()
+	total := g.srv.Stats.Counter("http.kong_proxy.downstream_rq_total").Value()
+	active := g.srv.Stats.Gauge("http.kong_proxy.downstream_rq_active", stats.Accumulate).Value()
 	writeJSON(w, http.StatusOK, obj{
 		"database": obj{"reachable": true},
 		"server": obj{"connections_accepted": 0, "connections_active": 0, "connections_handled": 0,
-			"connections_reading": 0, "connections_waiting": 0, "connections_writing": 0, "total_requests": 0},
+			"connections_reading": 0, "connections_waiting": 0, "connections_writing": active, "total_requests": total},
 		"memory":             obj{"workers_lua_vms": []obj{}, "lua_shared_dicts": obj{}},
 		"configuration_hash": st.hash,
 	})

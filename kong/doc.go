@@ -41,4 +41,5 @@ package kong
 //   - Clusters a new configuration no longer uses are removed after twice
 //     the drain time plus a second, so requests on draining connections
 //     still reach them.
-//   - GET /status reports zeros for nginx's connection counters.
+//   - GET /status reports total_requests and connections_writing from the
+//     proxy's statistics and zeros for nginx's other connection counters.

@@ -153,7 +153,7 @@ func TestWalkThrough(t *testing.T) {
 }
 
 func TestAdminAPI(t *testing.T) {
-	g, _, admin, _ := startWalk(t)
+	g, proxy, admin, _ := startWalk(t)
 	svcID := StableID("service", "my-wasm-service")
 	rtID := StableID("route", "my-wasm-route")
 	fcID := StableID("filter_chain", "route:"+rtID)
@@ -167,8 +167,10 @@ func TestAdminAPI(t *testing.T) {
 	if conf["database"] != "off" || conf["wasm"] != true || len(mods) != 1 || mods[0].(map[string]any)["name"] != "my-filter" {
 		t.Fatalf("GET / configuration: %v", conf)
 	}
+	greeting(t, proxy)
 	st := getJSON(t, admin+"/status", 200)
-	if st["database"].(map[string]any)["reachable"] != true || st["configuration_hash"] == "" {
+	if st["database"].(map[string]any)["reachable"] != true || st["configuration_hash"] == "" ||
+		st["server"].(map[string]any)["total_requests"].(float64) < 1 {
 		t.Fatalf("GET /status: %v", st)
 	}
 
