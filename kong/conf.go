@@ -21,23 +21,24 @@ const (
 )
 
 var defaults = map[string]string{
-	"prefix":                 "",
-	"wasm":                   "off",
-	"wasm_filters_path":      "",
-	"wasm_filters":           "bundled,user",
-	"declarative_config":     "",
-	"database":               "off",
-	"proxy_listen":           DefaultProxyListen,
-	"admin_listen":           DefaultAdminListen,
-	"log_level":              "notice",
-	"proxy_access_log":       "off",
-	"proxy_error_log":        "/dev/stderr",
-	"headers":                "server_tokens, latency_tokens",
-	"nginx_worker_processes": "auto",
-	"ssl_cert":               "",
-	"ssl_cert_key":           "",
-	"real_ip_header":         "X-Real-IP",
-	"trusted_ips":            "",
+	"prefix":                    "",
+	"wasm":                      "off",
+	"wasm_filters_path":         "",
+	"wasm_filters":              "bundled,user",
+	"declarative_config":        "",
+	"declarative_config_string": "",
+	"database":                  "off",
+	"proxy_listen":              DefaultProxyListen,
+	"admin_listen":              DefaultAdminListen,
+	"log_level":                 "notice",
+	"proxy_access_log":          "off",
+	"proxy_error_log":           "/dev/stderr",
+	"headers":                   "server_tokens, latency_tokens",
+	"nginx_worker_processes":    "auto",
+	"ssl_cert":                  "",
+	"ssl_cert_key":              "",
+	"real_ip_header":            "X-Real-IP",
+	"trusted_ips":               "",
 }
 
 // unsupported are Kong keys wasmesh reads and cannot honour: setting one to
@@ -87,17 +88,20 @@ type Settings struct {
 	WasmFiltersPath   string
 	WasmFilters       []string
 	DeclarativeConfig string
-	ProxyListen       []Listen
-	AdminListen       []Listen
-	LogLevel          string // Kong's level name
-	ProxyAccessLog    string // "" when off
-	ProxyErrorLog     string // "" for stderr
-	Headers           []string
-	WorkerProcesses   int
-	SSLCert           string
-	SSLCertKey        string
-	RealIPHeader      string
-	TrustedIPs        []string
+	// DeclarativeConfigString is declarative_config_string: the
+	// configuration itself, which wins over DeclarativeConfig as in Kong.
+	DeclarativeConfigString string
+	ProxyListen             []Listen
+	AdminListen             []Listen
+	LogLevel                string // Kong's level name
+	ProxyAccessLog          string // "" when off
+	ProxyErrorLog           string // "" for stderr
+	Headers                 []string
+	WorkerProcesses         int
+	SSLCert                 string
+	SSLCertKey              string
+	RealIPHeader            string
+	TrustedIPs              []string
 	// Values are every key's final value (defaults filled), for GET /.
 	Values map[string]string
 }
@@ -190,6 +194,7 @@ func LoadSettings(src Sources) (*Settings, []string, error) {
 	s.WasmFiltersPath = get("wasm_filters_path")
 	s.WasmFilters = list(get("wasm_filters"))
 	s.DeclarativeConfig = get("declarative_config")
+	s.DeclarativeConfigString = get("declarative_config_string")
 	if db := get("database"); db != "off" {
 		errs = append(errs, fmt.Errorf("%s: %q is not supported: wasmesh runs DB-less only (database = off)", name("database"), db))
 	}

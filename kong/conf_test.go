@@ -67,6 +67,8 @@ some_future_key = 1
 			}},
 		{name: "escaped hash", conf: `wasm_filters_path = /a\#b # comment`,
 			check: func(s *Settings) bool { return s.WasmFiltersPath == "/a#b" }},
+		{name: "declarative_config_string", env: []string{`KONG_DECLARATIVE_CONFIG_STRING={"_format_version":"3.0"}`},
+			check: func(s *Settings) bool { return s.DeclarativeConfigString == `{"_format_version":"3.0"}` }},
 		{name: "unknown env key warns", env: []string{"KONG_NOPE=1"}, warn: "KONG_NOPE"},
 		{name: "admin off", env: []string{"KONG_ADMIN_LISTEN=off"}, check: func(s *Settings) bool { return len(s.AdminListen) == 0 }},
 		{name: "database", env: []string{"KONG_DATABASE=postgres"}, wantErr: []string{"database (KONG_DATABASE)", `"postgres"`}},

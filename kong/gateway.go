@@ -39,8 +39,9 @@ const EmptyConfig = "_format_version: \"3.0\"\n"
 // Options start a Gateway.
 type Options struct {
 	Settings *Settings
-	// Declarative is the declarative config's text; nil reads
-	// Settings.DeclarativeConfig (empty configuration when unset).
+	// Declarative is the declarative config's text; nil takes
+	// declarative_config_string, else reads declarative_config (an empty
+	// configuration when neither is set).
 	Declarative []byte
 	// DrainTime bounds draining of replaced listeners and of shutdown;
 	// zero means 5 s.
@@ -199,6 +200,9 @@ func ServerOptions(s *Settings, drain time.Duration) (*server.Options, error) {
 func Start(ctx context.Context, o Options) (*Gateway, error) {
 	s := o.Settings
 	raw := o.Declarative
+	if raw == nil && s.DeclarativeConfigString != "" {
+		raw = []byte(s.DeclarativeConfigString)
+	}
 	if raw == nil {
 		if s.DeclarativeConfig == "" {
 			raw = []byte(EmptyConfig)

@@ -462,3 +462,19 @@ func loadSwaps(t *testing.T, proxy, admin string, swaps int, configs ...[]byte) 
 		t.Fatal("no requests were sent")
 	}
 }
+
+// TestDeclarativeConfigString: KONG_DECLARATIVE_CONFIG_STRING wins over
+// the file, as in Kong.
+func TestDeclarativeConfigString(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from the upstream\n")
+	}))
+	defer up.Close()
+	_, proxy, admin, _ := startWalk(t, "KONG_DECLARATIVE_CONFIG_STRING="+walkConfig(up.URL, "from the string"))
+	if g := greeting(t, proxy); g != "from the string" {
+		t.Fatalf("X-Greeting = %q", g)
+	}
+	if c := getJSON(t, admin+"/config", 200)["config"].(string); !strings.Contains(c, "from the string") {
+		t.Fatalf("GET /config: %s", c)
+	}
+}
