@@ -122,6 +122,17 @@ func (c *Client) addClusters(ctx context.Context, add, raw []*clusterv3.Cluster)
 func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterLoadAssignment) error {
 	var errs []error
 	var add, raw []*clusterv3.Cluster
+	// The clusters fed by each EDS name, active and warming.
+	active, warming := map[string][]string{}, map[string][]string{}
+	for _, name := range sortedKeys(c.clusters) {
+		if cl := c.clusters[name]; isEDS(cl) {
+			active[edsName(cl)] = append(active[edsName(cl)], name)
+		}
+	}
+	for _, name := range sortedKeys(c.pending) {
+		cl := c.pending[name]
+		warming[edsName(cl)] = append(warming[edsName(cl)], name)
+	}
 	for _, cla := range clas {
 		svc := cla.GetClusterName()
 		if svc == "" {
@@ -133,11 +144,7 @@ func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterL
 			continue
 		}
 		ok := true
-		for _, name := range sortedKeys(c.clusters) {
-			cl := c.clusters[name]
-			if !isEDS(cl) || edsName(cl) != svc {
-				continue
-			}
+		for _, name := range active[svc] {
 			if err := c.dp.UpdateEndpoints(name, cla); err != nil {
 				errs = append(errs, fmt.Errorf("cluster_load_assignment %q: %w", svc, err))
 				ok = false
@@ -147,11 +154,9 @@ func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterL
 			continue
 		}
 		c.clas[svc] = cla
-		for _, name := range sortedKeys(c.pending) {
+		for _, name := range warming[svc] {
 			cl := c.pending[name]
-			if edsName(cl) == svc {
-				add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
-			}
+			add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
 		}
 	}
 	if err := c.addClusters(ctx, add, raw); err != nil {

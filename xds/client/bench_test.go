@@ -51,7 +51,7 @@ endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.
 func BenchmarkADSClusters(b *testing.B) {
 	cp := startControlPlane(b, "")
 	s := benchPlane(b)
-	const n = 1000
+	n := benchClusters
 	cs, clas := benchResources(b, n, 9)
 	start := time.Now()
 	cp.set("v0", cs, clas, nil)
@@ -81,3 +81,6 @@ endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.
 	b.StopTimer()
 	b.ReportMetric(float64(initial.Milliseconds()), "ms-initial-1000-clusters")
 }
+
+// benchClusters is the number of clusters BenchmarkADSClusters pushes.
+const benchClusters = 1000
