@@ -117,6 +117,9 @@ func Prepare(s *Settings, raw []byte, warn func(string)) (*xkong.Config, *xkong.
 		return nil, nil, kongError(err)
 	}
 	assignIDs(cfg)
+	if cs := chains(cfg); len(cs) > 0 && !s.Wasm {
+		return nil, nil, kongError(fmt.Errorf("filter_chains: %d filter chain(s) but wasm is off (set wasm = on or KONG_WASM=on)", len(cs)))
+	}
 	sniCerts := false
 	for _, c := range cfg.Certificates {
 		sniCerts = sniCerts || len(c.SNIs) > 0

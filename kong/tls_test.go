@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net/http"
@@ -152,4 +153,16 @@ func TestSNICertificate(t *testing.T) {
 
 func filtersOf(t *testing.T) string {
 	return filepath.Join(walkDir(t, "http://127.0.0.1:1"), "filters")
+}
+
+func TestFilterChainsNeedWasm(t *testing.T) {
+	s, _, err := LoadSettings(Sources{Env: []string{"KONG_PROXY_LISTEN=127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Prepare(s, []byte(walkConfig("http://127.0.0.1:1", "x")), nil)
+	var ke *Error
+	if !errors.As(err, &ke) || !strings.Contains(ke.Kong.Message, "wasm is off") {
+		t.Fatalf("err %v", err)
+	}
 }
