@@ -83,4 +83,4 @@ endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.
 }
 
 // benchClusters is the number of clusters BenchmarkADSClusters pushes.
-const benchClusters = 1000
+const benchClusters = 10000
