@@ -66,6 +66,7 @@ func usage(w io.Writer) {
   wasmesh -c envoy.yaml [Envoy's flags]   run as Envoy would (also: wasmesh envoy ...)
 
 subcommands:
+  kong      Kong gateway mode: kong start | config parse | health | translate
   demo      run an example Proxy-Wasm filter in front of an embedded upstream
   version   print the version`)
 }
