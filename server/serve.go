@@ -29,6 +29,7 @@ import (
 	"github.com/wasmesh/wasmesh/wasm"
 	"github.com/wasmesh/wasmesh/wasm/pluginconfig"
 	"github.com/wasmesh/wasmesh/wasm/upstream"
+	"github.com/wasmesh/wasmesh/xds/client"
 )
 
 // wasmServiceTypeURL is envoy.extensions.wasm.v3.WasmService, the
@@ -431,7 +432,14 @@ func Validate(ctx context.Context, o *Options, b *bootstrapv3.Bootstrap) error {
 	if err != nil {
 		return err
 	}
-	s.Close(ctx)
+	defer s.Close(ctx)
+	if dr := b.GetDynamicResources(); dr != nil {
+		// Check the xDS configuration without connecting, as Envoy's
+		// validate mode does.
+		if _, err := client.FromBootstrap(dr, b.GetNode(), s.clusterGRPCDialer); err != nil {
+			return &Errors{List: []error{fmt.Errorf("dynamic_resources: %w", err)}}
+		}
+	}
 	return nil
 }
 

@@ -57,7 +57,7 @@ func TestBadBootstrapReportsEveryProblemWithItsPath(t *testing.T) {
 	msg := err.Error()
 	for _, want := range []string{
 		"tracing: not implemented",
-		"dynamic_resources: dynamic resources (xDS) are not supported yet",
+		"hds_config: health discovery (HDS) is not supported",
 		"admin.socket_options: not implemented",
 		"Name: value length must be at least 1",
 	} {

@@ -35,7 +35,8 @@ var fieldSupport = map[protoreflect.FullName]map[protoreflect.Name]string{
 		"memory_allocator_manager":      "noop",
 		"enable_worker_cpu_affinity":    "noop",
 		"cluster_manager":               "ok",
-		"dynamic_resources":             "dynamic resources (xDS) are not supported yet",
+		"hds_config":                    "health discovery (HDS) is not supported",
+		"dynamic_resources":             "ok",
 	},
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources": {
 		"listeners": "ok",
