@@ -152,12 +152,6 @@ func TestConnectionTimeouts(t *testing.T) {
 // relayed by a trusted proxy from a public address is external.
 func TestXFFTrustedHops(t *testing.T) {
 	t.Parallel()
-	bug(t, "xff_num_trusted_hops is parsed (hcm.Manager.xffTrustedHops) but never used, and "+
-		"x-envoy-external-address is never set: listener/hcm/stream.go prepareRequestHeaders decides "+
-		"internal/external from the peer address only. Envoy: with use_remote_address the trusted client "+
-		"address is the Nth entry from the right of the incoming x-forwarded-for (N = xff_num_trusted_hops, "+
-		"the peer when fewer or N = 0; without use_remote_address the (N+1)th); an external trusted client "+
-		"gets x-envoy-external-address: <it> and no x-envoy-internal")
 	p := startProxy(t, "hcm_timeouts.yaml", vars{"Echo": startUpstream(t, "echo", http.HandlerFunc(stalling)).Port})
 	_, body := get(t, h1Client(), p.url("hops", "/"), "x-forwarded-for", "203.0.113.7")
 	e := parseEcho(t, body)

@@ -789,29 +789,51 @@ func (m *Manager) prepareRequestHeaders(fs *filterchain.Stream, r *http.Request)
 	h := fs.RequestHeaders
 	info := fs.Info
 	remote := info.DownstreamRemote.Addr().Unmap().String()
+	// The trusted client address (Envoy's rules): with use_remote_address
+	// the Nth entry from the right of the incoming x-forwarded-for (N =
+	// xff_num_trusted_hops; the peer when N is 0 or the list is shorter);
+	// without it the (N+1)th.
+	xff, _ := h.Get("x-forwarded-for")
+	hops := splitXFF(xff)
+	trusted := info.DownstreamRemote.Addr().Unmap()
+	n := int(m.xffTrustedHops)
+	if !m.useRemoteAddress {
+		n++
+	}
+	if n > 0 && len(hops) >= n {
+		if a, err := netip.ParseAddr(hops[len(hops)-n]); err == nil {
+			trusted = a.Unmap()
+		}
+	}
 	if m.useRemoteAddress {
 		if !m.skipXFFAppend && info.DownstreamRemote.IsValid() {
-			if xff, ok := h.Get("x-forwarded-for"); ok && xff != "" {
+			if xff != "" {
 				h.Set("x-forwarded-for", xff+","+remote)
 			} else {
 				h.Set("x-forwarded-for", remote)
 			}
 		}
-		proto := "http"
-		if info.DownstreamTLS {
-			proto = "https"
+		if _, ok := h.Get("x-forwarded-proto"); !ok || m.xffTrustedHops == 0 {
+			proto := "http"
+			if info.DownstreamTLS {
+				proto = "https"
+			}
+			h.Set("x-forwarded-proto", proto)
 		}
-		h.Set("x-forwarded-proto", proto)
-		if info.DownstreamRemote.Addr().IsPrivate() || info.DownstreamRemote.Addr().IsLoopback() {
+		if trusted.IsPrivate() || trusted.IsLoopback() {
 			if _, ok := h.Get("x-forwarded-for"); ok {
 				h.Set("x-envoy-internal", "true")
 			}
 		} else {
-			// External request: strip the x-envoy-* headers a client must not set.
+			// External request: strip the x-envoy-* headers a client must
+			// not set, and name the trusted client.
 			for _, k := range []string{"x-envoy-internal", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
 				"x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-expected-rq-timeout-ms",
-				"x-envoy-original-path", "x-envoy-force-trace", "x-envoy-downstream-service-cluster"} {
+				"x-envoy-original-path", "x-envoy-force-trace", "x-envoy-downstream-service-cluster", "x-envoy-external-address"} {
 				h.Del(k)
+			}
+			if trusted.IsValid() {
+				h.Set("x-envoy-external-address", trusted.String())
 			}
 		}
 	} else if _, ok := h.Get("x-forwarded-proto"); !ok {
@@ -924,4 +946,19 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n
+}
+
+// splitXFF splits an x-forwarded-for value into trimmed addresses.
+func splitXFF(v string) []string {
+	if v == "" {
+		return nil
+	}
+	parts := strings.Split(v, ",")
+	out := parts[:0]
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
