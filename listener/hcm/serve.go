@@ -32,9 +32,6 @@ func (m *Manager) NewServer(log *zap.Logger) *http.Server {
 		MaxHeaderBytes:    int(m.MaxRequestHeadersKB) * 1024,
 		ErrorLog:          zap.NewStdLog(log),
 	}
-	if m.RequestTimeout > 0 {
-		srv.ReadTimeout = m.RequestTimeout
-	}
 	if srv.ReadHeaderTimeout == 0 {
 		srv.ReadHeaderTimeout = 60 * time.Second
 	}

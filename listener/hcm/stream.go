@@ -68,6 +68,67 @@ type stream struct {
 
 	headersSent bool
 	inResponse  bool
+
+	// Stream timers (stream_idle_timeout, request_timeout) fire on their
+	// own goroutines; these flags are what they may read.
+	responseStarted atomic.Bool
+	requestDone     atomic.Bool
+	idleFired       atomic.Bool
+	idleTimer       *time.Timer
+	requestTimer    *time.Timer
+}
+
+// startTimers arms stream_idle_timeout and request_timeout.
+func (s *stream) startTimers() {
+	m := s.m
+	if m.StreamIdleTimeout > 0 {
+		s.idleTimer = time.AfterFunc(m.StreamIdleTimeout, s.onIdleTimeout)
+	}
+	if m.RequestTimeout > 0 {
+		s.requestTimer = time.AfterFunc(m.RequestTimeout, s.onRequestTimeout)
+	}
+}
+
+func (s *stream) stopTimers() {
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+	}
+	if s.requestTimer != nil {
+		s.requestTimer.Stop()
+	}
+}
+
+// touch records activity on the stream (bytes either way, headers).
+func (s *stream) touch() {
+	if s.idleTimer != nil {
+		s.idleTimer.Reset(s.m.StreamIdleTimeout)
+	}
+}
+
+// onIdleTimeout is stream_idle_timeout: before the response starts, a
+// local 504 (408 while the request is incomplete) "stream timeout"; after,
+// the stream is reset. The upstream request is cancelled either way.
+func (s *stream) onIdleTimeout() {
+	s.idleFired.Store(true)
+	if !s.responseStarted.Load() {
+		code := http.StatusGatewayTimeout
+		if !s.requestDone.Load() {
+			code = http.StatusRequestTimeout
+		}
+		s.SendLocalReply(filterchain.LocalReply{Status: code, Body: []byte("stream timeout"), Details: "stream_idle_timeout", GRPCStatus: 4})
+	}
+	s.Reset()
+}
+
+// onRequestTimeout is request_timeout: the whole request was not received
+// in time; before the response starts, a local 408 "request timeout".
+func (s *stream) onRequestTimeout() {
+	if s.requestDone.Load() || s.responseStarted.Load() {
+		return
+	}
+	s.SendLocalReply(filterchain.LocalReply{Status: http.StatusRequestTimeout, Body: []byte("request timeout"), Details: "request_overall_timeout", GRPCStatus: 4})
+	s.cancel()
+	s.notify()
 }
 
 func (s *stream) Continue(d filterchain.Direction) {
@@ -224,8 +285,21 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	term, _ := plan.Terminal().(*router.Config)
 
-	var bytesIn countingReader
+	bytesIn := countingReader{s: s}
+	if r.Body == nil || r.Body == http.NoBody {
+		s.requestDone.Store(true)
+	} else if r.ProtoMajor == 1 {
+		// The request body streams upstream while the response may
+		// already come back (as with Envoy): net/http must not wait for
+		// the whole request body before answering.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	s.startTimers()
 	s.process(filters, plan, term, &match, rnd, &bytesIn)
+	s.stopTimers()
+	if s.idleFired.Load() {
+		info.ResponseFlags |= filterchain.FlagStreamIdleTimeout
+	}
 
 	end := m.now()
 	info.Duration = end.Sub(start)
@@ -309,7 +383,7 @@ func (s *stream) process(filters []filterchain.Filter, plan *filterchain.Plan, t
 	}
 	resp, lr := term.Forward(req)
 	if lr != nil {
-		if s.r.Context().Err() != nil {
+		if s.pendingLocal() == nil && s.r.Context().Err() != nil {
 			// The client went away while the upstream was being asked:
 			// nothing to answer (Envoy's DC, no response code).
 			s.fs.Info.ResponseFlags |= filterchain.FlagDownstreamConnectionTermination
@@ -410,6 +484,8 @@ func r(s *stream) *http.Request { return s.r }
 func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, match *route.Match, resp *http.Response) {
 	fs := s.fs
 	s.inResponse = true
+	s.responseStarted.Store(true)
+	s.touch()
 	h := header.New(":status", strconv.Itoa(resp.StatusCode))
 	for k, vs := range resp.Header {
 		if hopByHop(k) {
@@ -473,10 +549,34 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 			return
 		}
 	} else {
-		n, _ := copyBody(s.w, resp.Body, streaming(resp))
+		n, err := copyBody(s.w, &touchReader{r: resp.Body, s: s}, streaming(resp))
 		fs.Info.BytesSent += uint64(n)
+		if err != nil {
+			// The upstream body broke off (or the stream was reset): the
+			// client must see the response end abnormally.
+			if s.ctx.Err() != nil {
+				fs.Info.ResponseFlags |= filterchain.FlagStreamIdleTimeout
+			} else {
+				fs.Info.ResponseFlags |= filterchain.FlagUpstreamRemoteReset
+			}
+			s.abortResponse()
+		}
 	}
 	s.writeTrailers(resp, filters)
+}
+
+// touchReader reports activity on the stream for every read.
+type touchReader struct {
+	r io.Reader
+	s *stream
+}
+
+func (t *touchReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.s.touch()
+	}
+	return n, err
 }
 
 // maxBufferedBody is the largest response body of known length that body
@@ -630,6 +730,7 @@ func (s *stream) finishLocal(filters []filterchain.Filter, match *route.Match) {
 		}
 	}
 	s.inResponse = true
+	s.responseStarted.Store(true)
 	end := len(body) == 0
 	for i := len(filters) - 1; i >= 0; i-- {
 		s.mu.Lock()
@@ -640,10 +741,23 @@ func (s *stream) finishLocal(filters []filterchain.Filter, match *route.Match) {
 			continue
 		}
 	}
+	incomplete := !s.requestDone.Load() && s.r.ProtoMajor == 1
+	if incomplete {
+		// The request body was not all received: this connection cannot
+		// carry another request.
+		h.Set("connection", "close")
+	}
 	s.writeHeaders(h, nil)
 	if len(body) > 0 && !isGRPC(fs.RequestHeaders) && s.r.Method != http.MethodHead {
 		n, _ := s.w.Write(body)
 		fs.Info.BytesSent += uint64(n)
+	}
+	if incomplete {
+		// Send it now: net/http would otherwise first wait for the rest of
+		// the request body.
+		if fl, ok := s.w.(http.Flusher); ok {
+			fl.Flush()
+		}
 	}
 }
 
@@ -728,6 +842,10 @@ func (s *stream) writeLocal(lr filterchain.LocalReply) {
 func (s *stream) abortResponse() {
 	if !s.headersSent {
 		s.fs.Info.ResponseCode = 0
+	} else if fl, ok := s.w.(http.Flusher); ok {
+		// What was already answered reaches the client before the reset,
+		// as in Envoy (headers are forwarded at once there).
+		fl.Flush()
 	}
 	panic(http.ErrAbortHandler)
 }
@@ -925,11 +1043,23 @@ func copyBody(w http.ResponseWriter, r io.Reader, flush bool) (int64, error) {
 type countingReader struct {
 	r io.Reader
 	n uint64
+	s *stream
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += uint64(n)
+	if c.s != nil {
+		if n > 0 {
+			c.s.touch()
+		}
+		if err == io.EOF {
+			c.s.requestDone.Store(true)
+			if c.s.requestTimer != nil {
+				c.s.requestTimer.Stop()
+			}
+		}
+	}
 	return n, err
 }
 
