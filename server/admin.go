@@ -17,6 +17,7 @@ import (
 
 	"github.com/wasmesh/wasmesh/admin"
 	"github.com/wasmesh/wasmesh/listener"
+	"github.com/wasmesh/wasmesh/xds/client"
 )
 
 // The Server is the admin's view of the process.
@@ -125,6 +126,8 @@ func (s *Server) configDumpers() admin.ConfigDumpers {
 				a, _ := anypb.New(l)
 				d.StaticListeners = append(d.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: a, LastUpdated: now})
 			}
+			d.DynamicListeners = s.dyn.dumpListeners()
+			d.VersionInfo = s.dyn.versionOf(client.TypeListener)
 			return d
 		},
 		Clusters: func() *adminv3.ClustersConfigDump {
@@ -133,6 +136,8 @@ func (s *Server) configDumpers() admin.ConfigDumpers {
 				a, _ := anypb.New(c)
 				d.StaticClusters = append(d.StaticClusters, &adminv3.ClustersConfigDump_StaticCluster{Cluster: a, LastUpdated: now})
 			}
+			d.DynamicActiveClusters = s.dyn.dumpClusters()
+			d.VersionInfo = s.dyn.versionOf(client.TypeCluster)
 			return d
 		},
 		Endpoints: func() *adminv3.EndpointsConfigDump {

@@ -3,7 +3,14 @@ package server
 import (
 	"context"
 	"fmt"
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"net"
+	"sort"
+	"sync"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -33,6 +40,9 @@ func (s *Server) StartXDS(ctx context.Context) error {
 	cfg.Logger = s.logging.Logger("config")
 	cfg.Stats = xdsStats{s.Stats}
 	c := client.New(cfg, s.XDSDataPlane())
+	s.dyn.mu.Lock()
+	s.dyn.version = c.Version
+	s.dyn.mu.Unlock()
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		<-s.closed
@@ -99,13 +109,18 @@ func (d dynamicPlane) AddCluster(ctx context.Context, c *clusterv3.Cluster) erro
 	if d.staticCluster(c.GetName()) {
 		return fmt.Errorf("cluster %q: name: a static cluster cannot be replaced by CDS", c.GetName())
 	}
-	return d.s.Clusters.Add(ctx, c)
+	if err := d.s.Clusters.Add(ctx, c); err != nil {
+		return err
+	}
+	d.s.dyn.setCluster(c)
+	return nil
 }
 
 func (d dynamicPlane) RemoveCluster(name string) bool {
 	if d.staticCluster(name) {
 		return false
 	}
+	d.s.dyn.removeCluster(name)
 	return d.s.Clusters.Remove(name)
 }
 
@@ -133,7 +148,106 @@ func (d dynamicPlane) UpdateListeners(ctx context.Context, ls []*listenerv3.List
 	all := make([]*listenerv3.Listener, 0, len(static)+len(ls))
 	all = append(all, static...)
 	all = append(all, ls...)
-	return d.s.UpdateListeners(ctx, all)
+	if err := d.s.UpdateListeners(ctx, all); err != nil {
+		return err
+	}
+	d.s.dyn.setListeners(ls)
+	return nil
+}
+
+// dynamicResources records what xDS applied, for /config_dump.
+type dynamicResources struct {
+	mu        sync.Mutex
+	clusters  map[string]dynamicEntry[*clusterv3.Cluster]
+	listeners map[string]dynamicEntry[*listenerv3.Listener]
+	// version reports the xDS client's accepted version of a type.
+	version func(typeURL string) string
+}
+
+type dynamicEntry[T any] struct {
+	res     T
+	updated time.Time
+}
+
+// versionOf is the xDS client's accepted version of a resource type (all
+// dynamic resources of a type are shown with it). It must not be called
+// with d.mu held by the client's apply path.
+func (d *dynamicResources) versionOf(typeURL string) string {
+	d.mu.Lock()
+	v := d.version
+	d.mu.Unlock()
+	if v == nil {
+		return ""
+	}
+	return v(typeURL)
+}
+
+func (d *dynamicResources) setCluster(c *clusterv3.Cluster) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.clusters == nil {
+		d.clusters = map[string]dynamicEntry[*clusterv3.Cluster]{}
+	}
+	d.clusters[c.GetName()] = dynamicEntry[*clusterv3.Cluster]{res: c, updated: time.Now()}
+}
+
+func (d *dynamicResources) removeCluster(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.clusters, name)
+}
+
+func (d *dynamicResources) setListeners(ls []*listenerv3.Listener) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := make(map[string]dynamicEntry[*listenerv3.Listener], len(ls))
+	for _, l := range ls {
+		e, ok := d.listeners[l.GetName()]
+		if !ok || !proto.Equal(e.res, l) {
+			e = dynamicEntry[*listenerv3.Listener]{res: l, updated: time.Now()}
+		}
+		next[l.GetName()] = e
+	}
+	d.listeners = next
+}
+
+// dumpClusters and dumpListeners give /config_dump's dynamic sections,
+// sorted by name.
+func (d *dynamicResources) dumpClusters() []*adminv3.ClustersConfigDump_DynamicCluster {
+	version := d.versionOf(client.TypeCluster)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	names := make([]string, 0, len(d.clusters))
+	for n := range d.clusters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*adminv3.ClustersConfigDump_DynamicCluster, 0, len(names))
+	for _, n := range names {
+		e := d.clusters[n]
+		a, _ := anypb.New(e.res)
+		out = append(out, &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: version, Cluster: a, LastUpdated: timestamppb.New(e.updated)})
+	}
+	return out
+}
+
+func (d *dynamicResources) dumpListeners() []*adminv3.ListenersConfigDump_DynamicListener {
+	version := d.versionOf(client.TypeListener)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	names := make([]string, 0, len(d.listeners))
+	for n := range d.listeners {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*adminv3.ListenersConfigDump_DynamicListener, 0, len(names))
+	for _, n := range names {
+		e := d.listeners[n]
+		a, _ := anypb.New(e.res)
+		out = append(out, &adminv3.ListenersConfigDump_DynamicListener{Name: n, ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
+			VersionInfo: version, Listener: a, LastUpdated: timestamppb.New(e.updated)}})
+	}
+	return out
 }
 
 // xdsStats adapts the stats store to the xDS client.

@@ -55,6 +55,9 @@ type Server struct {
 	logFiles *hcm.LogFiles
 	connIDs  atomic.Uint64
 
+	// dyn records the resources xDS applied, for /config_dump.
+	dyn dynamicResources
+
 	mu        sync.Mutex
 	listeners map[string]*listener.Listener
 	services  []*pluginconfig.Loaded
