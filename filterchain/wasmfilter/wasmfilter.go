@@ -3,6 +3,7 @@ package wasmfilter
 import (
 	"context"
 	"fmt"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 
 	httpwasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -49,14 +50,7 @@ func (factory) Compile(ctx context.Context, name string, raw *anypb.Any, env *fi
 	if env.Wasm == nil {
 		return nil, fmt.Errorf("no Proxy-Wasm runtime configured")
 	}
-	opts := pluginconfig.Options{Instances: env.Concurrency}
-	if f, ok := env.Values[EnvKeyRemote].(pluginconfig.RemoteFetcher); ok {
-		opts.Remote = f
-	}
-	if p, ok := env.Values[EnvKeyProperties].(wasm.Properties); ok {
-		opts.Properties = p
-	}
-	loaded, err := pluginconfig.Load(ctx, env.Wasm, cfg.GetConfig(), opts)
+	loaded, err := LoadPlugin(ctx, env, cfg.GetConfig())
 	if err != nil {
 		return nil, fmt.Errorf("config.%w", err)
 	}
@@ -65,6 +59,20 @@ func (factory) Compile(ctx context.Context, name string, raw *anypb.Any, env *fi
 		c.props = pf
 	}
 	return c, nil
+}
+
+// LoadPlugin loads a PluginConfig with the process settings the filter
+// environment carries (instances per VM, remote code fetcher, root
+// properties). The HTTP and the network Wasm filters both use it.
+func LoadPlugin(ctx context.Context, env *filterchain.Env, pc *wasmv3.PluginConfig) (*pluginconfig.Loaded, error) {
+	opts := pluginconfig.Options{Instances: env.Concurrency}
+	if f, ok := env.Values[EnvKeyRemote].(pluginconfig.RemoteFetcher); ok {
+		opts.Remote = f
+	}
+	if p, ok := env.Values[EnvKeyProperties].(wasm.Properties); ok {
+		opts.Properties = p
+	}
+	return pluginconfig.Load(ctx, env.Wasm, pc, opts)
 }
 
 // Config is a loaded plugin, shared by every stream of the filter.

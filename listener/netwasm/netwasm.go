@@ -45,14 +45,7 @@ func (factory) Compile(ctx context.Context, _ string, raw *anypb.Any, env *netwo
 	if fe == nil || fe.Wasm == nil {
 		return nil, errors.New("no Proxy-Wasm runtime configured")
 	}
-	opts := pluginconfig.Options{Instances: fe.Concurrency}
-	if f, ok := fe.Values[wasmfilter.EnvKeyRemote].(pluginconfig.RemoteFetcher); ok {
-		opts.Remote = f
-	}
-	if p, ok := fe.Values[wasmfilter.EnvKeyProperties].(wasm.Properties); ok {
-		opts.Properties = p
-	}
-	loaded, err := pluginconfig.Load(ctx, fe.Wasm, cfg.GetConfig(), opts)
+	loaded, err := wasmfilter.LoadPlugin(ctx, fe, cfg.GetConfig())
 	if err != nil {
 		return nil, fmt.Errorf("config.%w", err)
 	}
