@@ -108,52 +108,9 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (bool,
 	}
 	c.connected.Set(1)
 	c.log.Info("xds stream established", zap.String("target", c.cfg.Target), zap.Bool("delta", true))
-	recv := make(chan recvResult[*discoveryv3.DeltaDiscoveryResponse], 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			r, err := stream.Recv()
-			select {
-			case recv <- recvResult[*discoveryv3.DeltaDiscoveryResponse]{r, err}:
-			case <-sctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	got := false
-	for {
-		dl := c.deadlineTimer()
-		select {
-		case <-ctx.Done():
-			stopTimer(dl)
-			return got, ctx.Err()
-		case r := <-recv:
-			stopTimer(dl)
-			if r.err != nil {
-				return got, fmt.Errorf("xds: receive: %w", r.err)
-			}
-			got = true
-			resp := r.resp
-			handle := func() error { return c.handleDelta(ctx, s, resp) }
-			if !c.hold(resp.GetTypeUrl(), handle) {
-				if err := handle(); err != nil {
-					return got, err
-				}
-			}
-		case <-timerC(dl):
-			c.onDeadline(ctx)
-		}
-		if err := c.flushHeld(); err != nil {
-			return got, err
-		}
-		if err := s.sync(); err != nil {
-			return got, err
-		}
-	}
+	return serveStream(ctx, sctx, c, &wg, stream.Recv, func(resp *discoveryv3.DeltaDiscoveryResponse) error {
+		return c.handleDelta(ctx, s, resp)
+	}, s.sync)
 }
 
 // handleDelta applies one incremental response and ACKs or NACKs it.

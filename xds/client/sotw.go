@@ -107,14 +107,25 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, 
 	}
 	c.connected.Set(1)
 	c.log.Info("xds stream established", zap.String("target", c.cfg.Target), zap.Bool("delta", false))
-	recv := make(chan recvResult[*discoveryv3.DiscoveryResponse], 1)
+	return serveStream(ctx, sctx, c, &wg, stream.Recv, func(resp *discoveryv3.DiscoveryResponse) error {
+		return c.handleSotW(ctx, s, resp)
+	}, s.sync)
+}
+
+// serveStream runs an established ADS stream, SotW or delta: a goroutine
+// receives responses; each is handled (or held while warming), the held
+// ones are flushed and the subscriptions synced after every event, and the
+// initial-fetch deadlines fire. It reports whether any response arrived.
+func serveStream[R interface{ GetTypeUrl() string }](ctx, sctx context.Context, c *Client, wg *sync.WaitGroup,
+	recvFn func() (R, error), handleFn func(R) error, sync func() error) (bool, error) {
+	recv := make(chan recvResult[R], 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
-			r, err := stream.Recv()
+			r, err := recvFn()
 			select {
-			case recv <- recvResult[*discoveryv3.DiscoveryResponse]{r, err}:
+			case recv <- recvResult[R]{r, err}:
 			case <-sctx.Done():
 				return
 			}
@@ -137,7 +148,7 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, 
 			}
 			got = true
 			resp := r.resp
-			handle := func() error { return c.handleSotW(ctx, s, resp) }
+			handle := func() error { return handleFn(resp) }
 			if !c.hold(resp.GetTypeUrl(), handle) {
 				if err := handle(); err != nil {
 					return got, err
@@ -149,7 +160,7 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, 
 		if err := c.flushHeld(); err != nil {
 			return got, err
 		}
-		if err := s.sync(); err != nil {
+		if err := sync(); err != nil {
 			return got, err
 		}
 	}
