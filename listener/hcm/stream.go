@@ -67,7 +67,6 @@ type stream struct {
 	clearRoute bool
 
 	headersSent bool
-	inResponse  bool
 
 	// Stream timers (stream_idle_timeout, request_timeout) fire on their
 	// own goroutines; these flags are what they may read.
@@ -185,12 +184,6 @@ func (s *stream) arm(d filterchain.Direction) {
 // stream is reset, or the stream idle timeout passes. It reports whether
 // processing should go on.
 func (s *stream) wait(d filterchain.Direction) bool {
-	var timeout <-chan time.Time
-	if s.m.StreamIdleTimeout > 0 {
-		t := time.NewTimer(s.m.StreamIdleTimeout)
-		defer t.Stop()
-		timeout = t.C
-	}
 	for {
 		s.ctlMu.Lock()
 		done, local, reset := s.continued[d] > 0, s.local != nil, s.reset
@@ -209,10 +202,7 @@ func (s *stream) wait(d filterchain.Direction) bool {
 		select {
 		case <-s.sig:
 		case <-s.ctx.Done():
-			return false
-		case <-timeout:
-			s.fs.Info.ResponseFlags |= filterchain.FlagStreamIdleTimeout
-			s.SendLocalReply(filterchain.LocalReply{Status: http.StatusRequestTimeout, Body: []byte("stream timeout"), Details: "stream_idle_timeout", GRPCStatus: 4})
+			// Reset, or stream_idle_timeout (onIdleTimeout has answered).
 			return false
 		}
 	}
@@ -483,7 +473,6 @@ func r(s *stream) *http.Request { return s.r }
 // respond runs the response through the filters (reverse order) and writes it.
 func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, match *route.Match, resp *http.Response) {
 	fs := s.fs
-	s.inResponse = true
 	s.responseStarted.Store(true)
 	s.touch()
 	h := header.New(":status", strconv.Itoa(resp.StatusCode))
@@ -729,7 +718,6 @@ func (s *stream) finishLocal(filters []filterchain.Filter, match *route.Match) {
 			h.Set("content-type", "text/plain")
 		}
 	}
-	s.inResponse = true
 	s.responseStarted.Store(true)
 	end := len(body) == 0
 	for i := len(filters) - 1; i >= 0; i-- {
