@@ -396,36 +396,18 @@ func (i *instance) writeU64(ptr uint32, v uint64) bool {
 // copyOut allocates guest memory for data, copies it there and writes the
 // pointer and size to retPtr and retSize.
 func (i *instance) copyOut(data []byte, retPtr, retSize uint32) Status {
-	// Check the return slots before allocating, so a bad pointer costs no
-	// guest memory.
-	if _, ok := i.mem.Read(retPtr, 4); !ok {
-		return StatusInvalidMemoryAccess
-	}
-	if _, ok := i.mem.Read(retSize, 4); !ok {
-		return StatusInvalidMemoryAccess
-	}
-	var ptr uint32
-	if len(data) > 0 {
-		if uint64(len(data)) > uint64(^uint32(0)) {
-			return StatusInvalidMemoryAccess
-		}
-		p, ok := i.allocate(uint32(len(data)))
-		if !ok {
-			return StatusInvalidMemoryAccess
-		}
-		if !i.mem.Write(p, data) {
-			return StatusInvalidMemoryAccess
-		}
-		ptr = p
-	}
-	if !i.writeU32(retPtr, ptr) || !i.writeU32(retSize, uint32(len(data))) {
-		return StatusInvalidMemoryAccess
-	}
-	return StatusOK
+	return i.copyOutN(len(data), func(p uint32) bool { return i.mem.Write(p, data) }, retPtr, retSize)
 }
 
 // copyOutString is copyOut for a string, without converting it.
 func (i *instance) copyOutString(s string, retPtr, retSize uint32) Status {
+	return i.copyOutN(len(s), func(p uint32) bool { return i.mem.WriteString(p, s) }, retPtr, retSize)
+}
+
+// copyOutN allocates n bytes in the guest, fills them with write and
+// writes the pointer and size to retPtr and retSize. The return slots are
+// checked first, so a bad pointer costs no guest memory.
+func (i *instance) copyOutN(n int, write func(ptr uint32) bool, retPtr, retSize uint32) Status {
 	if _, ok := i.mem.Read(retPtr, 4); !ok {
 		return StatusInvalidMemoryAccess
 	}
@@ -433,17 +415,17 @@ func (i *instance) copyOutString(s string, retPtr, retSize uint32) Status {
 		return StatusInvalidMemoryAccess
 	}
 	var ptr uint32
-	if len(s) > 0 {
-		if uint64(len(s)) > uint64(^uint32(0)) {
+	if n > 0 {
+		if uint64(n) > uint64(^uint32(0)) {
 			return StatusInvalidMemoryAccess
 		}
-		p, ok := i.allocate(uint32(len(s)))
-		if !ok || !i.mem.WriteString(p, s) {
+		p, ok := i.allocate(uint32(n))
+		if !ok || !write(p) {
 			return StatusInvalidMemoryAccess
 		}
 		ptr = p
 	}
-	if !i.writeU32(retPtr, ptr) || !i.writeU32(retSize, uint32(len(s))) {
+	if !i.writeU32(retPtr, ptr) || !i.writeU32(retSize, uint32(n)) {
 		return StatusInvalidMemoryAccess
 	}
 	return StatusOK
