@@ -3,12 +3,10 @@ package route
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wasmesh/wasmesh/header"
@@ -41,6 +39,7 @@ type CompileOptions struct {
 // compiler carries one compilation's state.
 type compiler struct {
 	errs
+	sharing
 	opts             *CompileOptions
 	validateClusters bool
 	maxBody          uint32
@@ -54,23 +53,20 @@ func Compile(rc *routev3.RouteConfiguration, opts CompileOptions) (*Table, error
 	if rc == nil {
 		rc = &routev3.RouteConfiguration{}
 	}
-	// Own a copy: the table keeps pointers into it and must not change
-	// when the caller reuses its message.
-	rc = proto.Clone(rc).(*routev3.RouteConfiguration)
 	c := &compiler{
 		errs:             errs{resource: fmt.Sprintf("route_config %q", rc.GetName())},
 		opts:             &opts,
 		validateClusters: opts.ValidateClustersByDefault,
 		maxBody:          defaultMaxDirectResponseBody,
 	}
+	// Own a copy (the table keeps pointers into it and must not change
+	// when the caller reuses its message), checked with
 	// protoc-gen-validate's rules first; the compiler then reports what
 	// they cannot see, except for fields they already flagged.
+	rc = c.own(rc)
 	var flagged []string
-	if err := rc.ValidateAll(); err != nil {
-		c.addValidation("", err)
-		for _, e := range c.list {
-			flagged = append(flagged, e.(*FieldError).Path)
-		}
+	for _, e := range c.list {
+		flagged = append(flagged, e.(*FieldError).Path)
 	}
 	if rc.GetValidateClusters() != nil {
 		c.validateClusters = rc.GetValidateClusters().GetValue()
@@ -140,7 +136,7 @@ func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {
 	prefixes := map[int]map[string]*VirtualHost{}
 	for i, v := range rc.GetVirtualHosts() {
 		p := idx("", "virtual_hosts", i)
-		vh := c.virtualHost(p, t, v)
+		vh := c.virtualHost(p, t, v, c.vhostContext(v, i))
 		t.vhosts = append(t.vhosts, vh)
 		for j, d := range v.GetDomains() {
 			dp := idx(p, "domains", j)
@@ -167,6 +163,7 @@ func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {
 			}
 		}
 	}
+	t.sharedRoutes = c.sharing.shared
 	t.suffixes = sortWildcards(suffixes)
 	t.prefixes = sortWildcards(prefixes)
 	t.onlyDefault = len(t.exact) == 0 && len(t.suffixes) == 0 && len(t.prefixes) == 0
@@ -200,7 +197,7 @@ func sortWildcards(m map[int]map[string]*VirtualHost) []wildcards {
 	return out
 }
 
-func (c *compiler) virtualHost(path string, t *Table, v *routev3.VirtualHost) *VirtualHost {
+func (c *compiler) virtualHost(path string, t *Table, v *routev3.VirtualHost, ctx int) *VirtualHost {
 	// virtual_clusters only add statistics; metadata has no effect on
 	// routing. Both stay available through Proto.
 	c.only(path, v, "name", "domains", "routes", "require_tls", "virtual_clusters",
@@ -251,7 +248,7 @@ func (c *compiler) virtualHost(path string, t *Table, v *routev3.VirtualHost) *V
 		vh.sslRedirect = sr
 	}
 	for i, r := range v.GetRoutes() {
-		vh.routes = append(vh.routes, c.route(idx(path, "routes", i), vh, r, i))
+		vh.routes = append(vh.routes, c.sharedRoute(idx(path, "routes", i), vh, ctx, r, i))
 	}
 	vh.index = buildIndex(vh.routes)
 	return vh
@@ -315,7 +312,7 @@ func (c *compiler) routeMatch(path string, rt *Route, m *routev3.RouteMatch, t *
 	case *routev3.RouteMatch_SafeRegex:
 		rt.pathKind = pathRegex
 		rt.re = c.compileRegex(at(path, "safe_regex"), p.SafeRegex)
-		if raw, err := regexp.Compile(p.SafeRegex.GetRegex()); err == nil {
+		if raw, err := c.regex(p.SafeRegex.GetRegex(), false); err == nil {
 			// A full match of the path is a match of the pattern that
 			// starts at 0, so the path starts with the pattern's literal
 			// prefix.

@@ -21,6 +21,7 @@ var ErrUnsupported = configerr.ErrUnsupported
 type errs struct {
 	resource string
 	list     []error
+	regexes  regexes
 }
 
 func (c *errs) add(path string, err error) {

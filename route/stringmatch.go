@@ -8,6 +8,44 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 )
 
+// regexes caches one compilation's regular expressions: the same pattern
+// appears in many routes (a Kong configuration repeats every route without
+// hosts in each host's virtual host), and a *regexp.Regexp is safe for
+// concurrent use, so each distinct pattern is compiled once.
+type regexes map[string]regexResult
+
+type regexResult struct {
+	re  *regexp.Regexp
+	err error
+}
+
+// regex compiles pattern, anchored for a full match or not, at most once
+// per compilation.
+func (c *errs) regex(pattern string, anchored bool) (*regexp.Regexp, error) {
+	key := pattern
+	if anchored {
+		key = "^(?:" + pattern + ")$"
+	}
+	if r, ok := c.regexes[key]; ok {
+		return r.re, r.err
+	}
+	var r regexResult
+	if anchored {
+		// The pattern must be valid on its own: "a)|(b" is not, although
+		// its anchored form is.
+		if _, r.err = c.regex(pattern, false); r.err == nil {
+			r.re, r.err = regexp.Compile(key)
+		}
+	} else {
+		r.re, r.err = regexp.Compile(key)
+	}
+	if c.regexes == nil {
+		c.regexes = regexes{}
+	}
+	c.regexes[key] = r
+	return r.re, r.err
+}
+
 // compileRegex compiles an envoy.type.matcher.v3.RegexMatcher for full
 // matches (RE2 FullMatch): the whole input must match.
 func (c *errs) compileRegex(path string, m *matcherv3.RegexMatcher) *regexp.Regexp {
@@ -18,11 +56,7 @@ func (c *errs) compileRegex(path string, m *matcherv3.RegexMatcher) *regexp.Rege
 	// google_re2 (and its max_program_size) is deprecated and only tunes
 	// Envoy's program-size guard; RE2 itself is what Go's regexp implements.
 	c.only(path, m, "google_re2", "regex")
-	if _, err := regexp.Compile(m.GetRegex()); err != nil {
-		c.errf(at(path, "regex"), "invalid regex %q: %v", m.GetRegex(), err)
-		return nil
-	}
-	re, err := regexp.Compile(`^(?:` + m.GetRegex() + `)$`)
+	re, err := c.regex(m.GetRegex(), true)
 	if err != nil {
 		c.errf(at(path, "regex"), "invalid regex %q: %v", m.GetRegex(), err)
 		return nil
@@ -38,7 +72,7 @@ func (c *errs) compileSearchRegex(path string, m *matcherv3.RegexMatcher) *regex
 		return nil
 	}
 	c.only(path, m, "google_re2", "regex")
-	re, err := regexp.Compile(m.GetRegex())
+	re, err := c.regex(m.GetRegex(), false)
 	if err != nil {
 		c.errf(at(path, "regex"), "invalid regex %q: %v", m.GetRegex(), err)
 		return nil

@@ -28,6 +28,7 @@ type Table struct {
 	hostHeader       string
 	ignorePathParams bool
 	mostSpecificWins bool
+	sharedRoutes     bool // some *Route is in more than one virtual host
 
 	requestHeaders      *HeaderMutation
 	responseHeaders     *HeaderMutation
@@ -425,11 +426,23 @@ func (t *Table) VirtualHosts() []*VirtualHost { return t.vhosts }
 // that are not internal.
 func (t *Table) InternalOnlyHeaders() []string { return t.internalOnlyHeaders }
 
-// Routes visits every route of every virtual host in order, for per-route
-// compilation (filter plans).
+// Routes visits every distinct route of the table once, in virtual host
+// and route order, for per-route compilation (filter plans). Identical
+// routes of virtual hosts with the same settings are one *Route (see
+// VirtualHost.Routes), visited where it first appears.
 func (t *Table) Routes(yield func(*Route) bool) {
+	var seen map[*Route]bool
+	if t.sharedRoutes {
+		seen = map[*Route]bool{}
+	}
 	for _, vh := range t.vhosts {
 		for _, r := range vh.routes {
+			if seen != nil {
+				if seen[r] {
+					continue
+				}
+				seen[r] = true
+			}
 			if !yield(r) {
 				return
 			}
@@ -440,7 +453,11 @@ func (t *Table) Routes(yield func(*Route) bool) {
 // Proto is the virtual host's configuration.
 func (vh *VirtualHost) Proto() *routev3.VirtualHost { return vh.proto }
 
-// Routes lists the routes in order.
+// Routes lists the routes in order. A route whose configuration equals a
+// route of an earlier virtual host with the same settings (everything but
+// name, domains, routes, virtual_clusters and metadata) is that route's
+// *Route: its VirtualHost and Index are those of the first virtual host
+// that holds it.
 func (vh *VirtualHost) Routes() []*Route { return vh.routes }
 
 // Table is the route table the virtual host belongs to.
@@ -469,11 +486,13 @@ func (vh *VirtualHost) VirtualCluster(h *header.Map) string {
 // synthesizes.
 func (r *Route) Proto() *routev3.Route { return r.proto }
 
-// VirtualHost is the virtual host the route belongs to.
+// VirtualHost is the virtual host the route belongs to; for a route
+// shared by several virtual hosts, the first (Match.VirtualHost is the one
+// a request selected).
 func (r *Route) VirtualHost() *VirtualHost { return r.vhost }
 
-// Index is the route's position in its virtual host's routes; -1 for the
-// require_tls redirect.
+// Index is the route's position in its virtual host's routes (the first
+// virtual host's for a shared route); -1 for the require_tls redirect.
 func (r *Route) Index() int {
 	if r.sslRedirect {
 		return -1
