@@ -70,14 +70,15 @@ func (c *compiler) own(rc *routev3.RouteConfiguration) *routev3.RouteConfigurati
 		vc := proto.Clone(vv).(*routev3.VirtualHost)
 		vc.Routes = make([]*routev3.Route, len(v.GetRoutes()))
 		for j, r := range v.GetRoutes() {
-			vc.Routes[j] = c.ownRoute(idx(p, "routes", j), r)
+			vc.Routes[j] = c.ownRoute(p, j, r)
 		}
 		out.VirtualHosts[i] = vc
 	}
 	return out
 }
 
-func (c *compiler) ownRoute(path string, r *routev3.Route) *routev3.Route {
+// ownRoute returns the copy of route j of the virtual host at vhPath.
+func (c *compiler) ownRoute(vhPath string, j int, r *routev3.Route) *routev3.Route {
 	if r == nil {
 		r = &routev3.Route{}
 	}
@@ -104,7 +105,7 @@ func (c *compiler) ownRoute(path string, r *routev3.Route) *routev3.Route {
 		s.byPtr[r] = rc
 	}
 	if rc.err != nil {
-		c.addValidation(path, rc.err)
+		c.addValidation(idx(vhPath, "routes", j), rc.err)
 	}
 	return rc.msg
 }
