@@ -53,7 +53,7 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		return out
 	}))
-	mux.HandleFunc("GET /services/{id}/filter-chains", g.sub(func(c *xkong.Config, id string, ts int64) []obj {
+	mux.HandleFunc("GET /services/{id}/filter-chains", g.wasmOnly(g.sub(func(c *xkong.Config, id string, ts int64) []obj {
 		s := findService(c, id)
 		if s == nil {
 			return nil
@@ -63,7 +63,7 @@ func (g *Gateway) Handler() http.Handler {
 			out = append(out, filterChainJSON(s.FilterChain, s.ID, "", ts))
 		}
 		return out
-	}))
+	})))
 	mux.HandleFunc("GET /routes", g.list(func(c *xkong.Config, ts int64) []obj {
 		out := make([]obj, 0, len(c.Routes))
 		for _, r := range c.Routes {
@@ -77,7 +77,7 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		return nil
 	}))
-	mux.HandleFunc("GET /routes/{id}/filter-chains", g.sub(func(c *xkong.Config, id string, ts int64) []obj {
+	mux.HandleFunc("GET /routes/{id}/filter-chains", g.wasmOnly(g.sub(func(c *xkong.Config, id string, ts int64) []obj {
 		r := findRoute(c, id)
 		if r == nil {
 			return nil
@@ -87,13 +87,15 @@ func (g *Gateway) Handler() http.Handler {
 			out = append(out, filterChainJSON(r.FilterChain, "", r.ID, ts))
 		}
 		return out
-	}))
-	mux.HandleFunc("GET /routes/{id}/filters/enabled", g.one(func(c *xkong.Config, id string, ts int64) obj {
-		if r := findRoute(c, id); r != nil {
-			return obj{"filters": enabledFilters(r)}
-		}
-		return nil
-	}))
+	})))
+	for _, which := range []string{"all", "enabled", "disabled"} {
+		mux.HandleFunc("GET /routes/{id}/filters/"+which, g.wasmOnly(g.one(func(c *xkong.Config, id string, ts int64) obj {
+			if r := findRoute(c, id); r != nil {
+				return obj{"filters": routeFilters(r, which)}
+			}
+			return nil
+		})))
+	}
 	mux.HandleFunc("GET /upstreams", g.list(func(c *xkong.Config, ts int64) []obj {
 		out := make([]obj, 0, len(c.Upstreams))
 		for _, u := range c.Upstreams {
@@ -118,21 +120,21 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		return out
 	}))
-	mux.HandleFunc("GET /filter-chains", g.list(func(c *xkong.Config, ts int64) []obj {
+	mux.HandleFunc("GET /filter-chains", g.wasmOnly(g.list(func(c *xkong.Config, ts int64) []obj {
 		out := []obj{}
 		for _, ch := range chains(c) {
 			out = append(out, ch.json(ts))
 		}
 		return out
-	}))
-	mux.HandleFunc("GET /filter-chains/{id}", g.one(func(c *xkong.Config, id string, ts int64) obj {
+	})))
+	mux.HandleFunc("GET /filter-chains/{id}", g.wasmOnly(g.one(func(c *xkong.Config, id string, ts int64) obj {
 		for _, ch := range chains(c) {
 			if ch.fc.ID == id || ch.fc.Name != "" && ch.fc.Name == id {
 				return ch.json(ts)
 			}
 		}
 		return nil
-	}))
+	})))
 	// DB-less: entities change only through POST /config, as in Kong.
 	for _, kind := range []string{"services", "routes", "upstreams", "targets", "filter-chains", "certificates", "snis", "ca_certificates"} {
 		readOnly := func(w http.ResponseWriter, r *http.Request) {
@@ -262,6 +264,18 @@ func (g *Gateway) sub(f func(*xkong.Config, string, int64) []obj) http.HandlerFu
 			return
 		}
 		page(w, r, items)
+	}
+}
+
+// wasmOnly answers Kong's 400 on the filter chain endpoints when wasm is
+// off.
+func (g *Gateway) wasmOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !g.settings.Wasm {
+			writeJSON(w, http.StatusBadRequest, obj{"message": "this endpoint is only available when wasm is enabled"})
+			return
+		}
+		h(w, r)
 	}
 }
 

@@ -216,23 +216,27 @@ func chains(cfg *xkong.Config) []chainRef {
 	return out
 }
 
-// enabledFilters is Kong's execution plan for a route: its service's
-// enabled filters, then its own.
-func enabledFilters(r *xkong.Route) []obj {
+// routeFilters is Kong's execution plan for a route
+// (GET /routes/{id}/filters/{all,enabled,disabled}): every filter of its
+// service's chain, then of its own, each with the chain it comes from,
+// "from" (service or route) and "enabled" (the chain's and the filter's
+// flags both on). which keeps the enabled ones, the disabled ones or all.
+func routeFilters(r *xkong.Route, which string) []obj {
 	out := []obj{}
 	add := func(fc *xkong.FilterChain, from string) {
-		if fc == nil || !fc.Enabled {
+		if fc == nil {
 			return
 		}
 		for _, f := range fc.Filters {
-			if !f.Enabled {
+			on := fc.Enabled && f.Enabled
+			if which == "enabled" && !on || which == "disabled" && on {
 				continue
 			}
 			var cfg any
 			if f.HasConfig {
 				cfg = f.Config
 			}
-			out = append(out, obj{"name": f.Name, "config": cfg, "from": from,
+			out = append(out, obj{"name": f.Name, "config": cfg, "from": from, "enabled": on,
 				"filter_chain": obj{"id": fc.ID, "name": nullable(fc.Name)}})
 		}
 	}
