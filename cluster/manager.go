@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -147,11 +148,94 @@ func Validate(c *clusterv3.Cluster, opts Options) error {
 // ends first (the warming cluster is then dropped). Configuration errors
 // are *FieldError values naming the field.
 func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
+	return m.Apply(ctx, []*clusterv3.Cluster{c}, nil)[0]
+}
+
+// Apply is Add for every cluster of adds and Remove for every name of
+// removes, as one change (an xDS response): the removals happen at once,
+// the clusters of adds compile and warm concurrently, and those that
+// finished warming together are swapped in with one copy of the cluster
+// map, so that applying n clusters costs O(n), not O(n²). Each cluster
+// still serves as soon as it warmed, independently of the others. The
+// result has the error of each cluster of adds (nil when it serves or is
+// unchanged, as Add's); a name should not appear twice in adds.
+func (m *Manager) Apply(ctx context.Context, adds []*clusterv3.Cluster, removes []string) []error {
+	errs := make([]error, len(adds))
+	if len(removes) > 0 {
+		m.removeAll(removes)
+	}
+	if len(adds) == 0 {
+		return errs
+	}
+	// Compile and start them on a few workers (compiling is CPU work, and
+	// the stats store is one lock); those ready at once (an EDS cluster
+	// whose endpoints are known, a static one) are swapped in together,
+	// the others each as soon as they warmed.
+	results := make(chan warmed, len(adds))
+	var ready []warmed
+	var readyMu sync.Mutex
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range min(runtime.GOMAXPROCS(0), len(adds)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(adds) {
+					return
+				}
+				w := m.prepare(i, adds[i])
+				if w.cl != nil && !w.done {
+					select {
+					case <-w.cl.ready:
+						w.done = true
+					default:
+						go func() { results <- m.await(ctx, w) }()
+						continue
+					}
+				}
+				readyMu.Lock()
+				ready = append(ready, w)
+				readyMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	m.publish(ready, errs)
+	for got := len(ready); got < len(adds); {
+		batch := []warmed{<-results}
+		for more := true; more; {
+			select {
+			case r := <-results:
+				batch = append(batch, r)
+			default:
+				more = false
+			}
+		}
+		got += len(batch)
+		m.publish(batch, errs)
+	}
+	return errs
+}
+
+// warmed is the outcome of warming one cluster of Apply: cl serves once
+// published (when done), or err is adds[i]'s result.
+type warmed struct {
+	i    int
+	cl   *Cluster
+	done bool
+	err  error
+}
+
+// prepare compiles and starts one cluster; the result is done unless cl
+// is warming.
+func (m *Manager) prepare(i int, c *clusterv3.Cluster) warmed {
 	name := c.GetName()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return ErrClosed
+		return warmed{i: i, done: true, err: ErrClosed}
 	}
 	old := (*m.active.Load())[name]
 	if old != nil && proto.Equal(old.cfg.proto, c) {
@@ -160,10 +244,10 @@ func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
 			m.cmWarming.Set(uint64(len(m.warming)))
 			m.mu.Unlock()
 			w.Close()
-			return nil
+			return warmed{i: i, done: true}
 		}
 		m.mu.Unlock()
-		return nil
+		return warmed{i: i, done: true}
 	}
 	cla := m.assignments[name]
 	m.mu.Unlock()
@@ -171,7 +255,7 @@ func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
 	cfg, err := compile(c, &m.opts)
 	if err != nil {
 		m.cmRejected.Inc()
-		return err
+		return warmed{i: i, done: true, err: err}
 	}
 	var eds *assignment
 	if cfg.kind == discEDS && cla != nil {
@@ -182,14 +266,14 @@ func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
 	cl, err := newCluster(m, cfg)
 	if err != nil {
 		m.cmRejected.Inc()
-		return err
+		return warmed{i: i, done: true, err: err}
 	}
 
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		cl.Close()
-		return ErrClosed
+		return warmed{i: i, done: true, err: ErrClosed}
 	}
 	prev := m.warming[name]
 	m.warming[name] = cl
@@ -198,10 +282,16 @@ func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
 	if prev != nil {
 		prev.Close()
 	}
-
 	cl.start(eds)
+	return warmed{i: i, cl: cl}
+}
+
+// await waits until a started cluster is ready.
+func (m *Manager) await(ctx context.Context, w warmed) warmed {
+	cl, name := w.cl, w.cl.name
 	select {
 	case <-cl.ready:
+		return warmed{i: w.i, cl: cl, done: true}
 	case <-cl.ctx.Done():
 		// Closed while warming: by a newer Add or a Remove of the name
 		// (which decide), or by Close or the manager's context.
@@ -214,9 +304,9 @@ func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
 		}
 		m.mu.Unlock()
 		if closed || m.ctx.Err() != nil {
-			return ErrClosed
+			return warmed{i: w.i, done: true, err: ErrClosed}
 		}
-		return nil
+		return warmed{i: w.i, done: true}
 	case <-ctx.Done():
 		m.mu.Lock()
 		if m.warming[name] == cl {
@@ -225,66 +315,132 @@ func (m *Manager) Add(ctx context.Context, c *clusterv3.Cluster) error {
 		}
 		m.mu.Unlock()
 		cl.Close()
-		return fmt.Errorf("%s: warming: %w", resourceName(name), ctx.Err())
+		return warmed{i: w.i, done: true, err: fmt.Errorf("%s: warming: %w", resourceName(name), ctx.Err())}
 	}
+}
 
+// publish swaps the warmed clusters of batch in with one copy of the
+// cluster map and records each one's result in errs.
+func (m *Manager) publish(batch []warmed, errs []error) {
+	var replaced, stale []*Cluster
+	var added, modified []string
 	m.mu.Lock()
-	if m.warming[name] != cl {
-		// Replaced or removed while warming; the newer call decides.
-		m.mu.Unlock()
-		cl.Close()
-		return nil
+	var next map[string]*Cluster
+	for _, w := range batch {
+		errs[w.i] = w.err
+		if w.cl == nil {
+			continue
+		}
+		if m.warming[w.cl.name] != w.cl {
+			// Replaced or removed while warming; the newer call decides.
+			stale = append(stale, w.cl)
+			continue
+		}
+		delete(m.warming, w.cl.name)
+		if next == nil {
+			cur := *m.active.Load()
+			next = make(map[string]*Cluster, len(cur)+len(batch))
+			maps.Copy(next, cur)
+		}
+		if r := next[w.cl.name]; r != nil {
+			replaced = append(replaced, r)
+			modified = append(modified, w.cl.name)
+		} else {
+			added = append(added, w.cl.name)
+		}
+		next[w.cl.name] = w.cl
 	}
-	delete(m.warming, name)
-	cur := *m.active.Load()
-	next := maps.Clone(cur)
-	replaced := next[name]
-	next[name] = cl
-	m.active.Store(&next)
+	if next != nil {
+		m.active.Store(&next)
+		m.cmActive.Set(uint64(len(next)))
+	}
 	m.cmWarming.Set(uint64(len(m.warming)))
-	m.cmActive.Set(uint64(len(next)))
-	if replaced != nil {
-		m.cmModified.Inc()
-	} else {
-		m.cmAdded.Inc()
-	}
+	m.cmAdded.Add(uint64(len(added)))
+	m.cmModified.Add(uint64(len(modified)))
 	m.mu.Unlock()
-	m.log.Info("cluster added", zap.String("cluster", name), zap.String("type", cfg.kind.String()), zap.Bool("replaced", replaced != nil))
-	if replaced != nil {
-		replaced.Close()
+	for _, c := range stale {
+		c.Close()
 	}
-	return nil
+	for _, c := range replaced {
+		c.Close()
+	}
+	m.logChange("cluster added", added)
+	m.logChange("cluster modified", modified)
+}
+
+// logChange logs the names of a change: each one when they are few, the
+// count (and each name at debug level) when there are many.
+func (m *Manager) logChange(msg string, names []string) {
+	switch {
+	case len(names) == 0:
+	case len(names) <= 10:
+		for _, n := range names {
+			m.log.Info(msg, zap.String("cluster", n))
+		}
+	default:
+		m.log.Info(msg, zap.Int("clusters", len(names)))
+		if ce := m.log.Check(zap.DebugLevel, msg); ce != nil {
+			for _, n := range names {
+				m.log.Debug(msg, zap.String("cluster", n))
+			}
+		}
+	}
 }
 
 // Remove stops the named cluster; requests in flight on it finish. It
 // reports whether a cluster (active or warming) had the name.
-func (m *Manager) Remove(name string) bool {
+func (m *Manager) Remove(name string) bool { return m.removeAll([]string{name}) > 0 }
+
+// removeAll removes the named clusters with one copy of the cluster map;
+// it returns how many names had a cluster (active or warming).
+func (m *Manager) removeAll(names []string) int {
+	var olds, ws []*Cluster
 	m.mu.Lock()
 	cur := *m.active.Load()
-	old := cur[name]
-	w := m.warming[name]
-	delete(m.warming, name)
-	delete(m.assignments, name)
-	if old != nil {
-		next := maps.Clone(cur)
-		delete(next, name)
+	var next map[string]*Cluster
+	n := 0
+	for _, name := range names {
+		old := cur[name]
+		if next != nil {
+			old = next[name]
+		}
+		w := m.warming[name]
+		delete(m.warming, name)
+		delete(m.assignments, name)
+		if w != nil {
+			ws = append(ws, w)
+		}
+		if old != nil {
+			if next == nil {
+				next = maps.Clone(cur)
+			}
+			delete(next, name)
+			olds = append(olds, old)
+		}
+		if old != nil || w != nil {
+			n++
+		}
+	}
+	if next != nil {
 		m.active.Store(&next)
 		m.cmActive.Set(uint64(len(next)))
-		m.cmRemoved.Inc()
+		m.cmRemoved.Add(uint64(len(olds)))
 	}
 	m.cmWarming.Set(uint64(len(m.warming)))
 	m.mu.Unlock()
-	if w != nil {
+	for _, w := range ws {
 		w.Close()
 	}
-	if old != nil {
+	removed := make([]string, 0, len(olds))
+	for _, old := range olds {
 		old.Close()
 		if r, ok := m.opts.Stats.(StatsRemover); ok {
 			r.Remove("cluster." + old.cfg.statName + ".")
 		}
-		m.log.Info("cluster removed", zap.String("cluster", name))
+		removed = append(removed, old.name)
 	}
-	return old != nil || w != nil
+	m.logChange("cluster removed", removed)
+	return n
 }
 
 // UpdateEndpoints replaces the endpoints of the named EDS cluster (its
