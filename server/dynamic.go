@@ -124,6 +124,35 @@ func (d dynamicPlane) RemoveCluster(name string) bool {
 	return d.s.Clusters.Remove(name)
 }
 
+// ApplyClusters applies the clusters of one xDS response with one change
+// of the cluster manager (client.ClusterApplier).
+func (d dynamicPlane) ApplyClusters(ctx context.Context, adds []*clusterv3.Cluster, removes []string) []error {
+	errs := make([]error, len(adds))
+	var ok []*clusterv3.Cluster
+	var at []int
+	for i, c := range adds {
+		if d.staticCluster(c.GetName()) {
+			errs[i] = fmt.Errorf("cluster %q: name: a static cluster cannot be replaced by CDS", c.GetName())
+			continue
+		}
+		ok, at = append(ok, c), append(at, i)
+	}
+	var gone []string
+	for _, name := range removes {
+		if !d.staticCluster(name) {
+			gone = append(gone, name)
+			d.s.dyn.removeCluster(name)
+		}
+	}
+	for j, err := range d.s.Clusters.Apply(ctx, ok, gone) {
+		errs[at[j]] = err
+		if err == nil {
+			d.s.dyn.setCluster(ok[j])
+		}
+	}
+	return errs
+}
+
 func (d dynamicPlane) UpdateEndpoints(name string, cla *endpointv3.ClusterLoadAssignment) error {
 	return d.s.Clusters.UpdateEndpoints(name, cla)
 }

@@ -58,7 +58,7 @@ func (c *Client) applyClusters(ctx context.Context, upserts []*clusterv3.Cluster
 			if cla := c.clas[edsName(cl)]; cla != nil {
 				add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
 			} else {
-				c.pending[name] = cl
+				c.setPending(name, cl)
 				c.pendingSince[name] = time.Now()
 			}
 			continue
@@ -69,22 +69,115 @@ func (c *Client) applyClusters(ctx context.Context, upserts []*clusterv3.Cluster
 	if err := c.addClusters(ctx, add, raw); err != nil {
 		errs = append(errs, err)
 	}
+	var gone []string
 	for _, name := range removes {
 		_, active := c.clusters[name]
 		_, warming := c.pending[name]
 		if !active && !warming {
 			continue
 		}
-		delete(c.clusters, name)
+		c.deleteActive(name)
 		c.dropPending(name)
-		c.dp.RemoveCluster(name)
+		gone = append(gone, name)
+	}
+	if a, ok := c.dp.(ClusterApplier); ok {
+		if len(gone) > 0 {
+			a.ApplyClusters(ctx, nil, gone)
+		}
+	} else {
+		for _, name := range gone {
+			c.dp.RemoveCluster(name)
+		}
 	}
 	return errors.Join(errs...)
 }
 
+// setActive records a cluster the data plane serves, and deleteActive
+// forgets one; with setPending and dropPending they keep the index of the
+// clusters fed by each EDS name.
+func (c *Client) setActive(name string, cl *clusterv3.Cluster) {
+	if old, ok := c.clusters[name]; ok {
+		c.unindex(c.edsActive, name, old)
+	}
+	c.clusters[name] = cl
+	c.index(c.edsActive, name, cl)
+}
+
+func (c *Client) deleteActive(name string) {
+	if old, ok := c.clusters[name]; ok {
+		c.unindex(c.edsActive, name, old)
+		delete(c.clusters, name)
+	}
+}
+
+func (c *Client) setPending(name string, cl *clusterv3.Cluster) {
+	if old, ok := c.pending[name]; ok {
+		c.unindex(c.edsWarming, name, old)
+	}
+	c.pending[name] = cl
+	c.index(c.edsWarming, name, cl)
+}
+
 func (c *Client) dropPending(name string) {
-	delete(c.pending, name)
+	if old, ok := c.pending[name]; ok {
+		c.unindex(c.edsWarming, name, old)
+		delete(c.pending, name)
+	}
 	delete(c.pendingSince, name)
+}
+
+func (c *Client) index(idx map[string]map[string]struct{}, name string, cl *clusterv3.Cluster) {
+	if !isEDS(cl) {
+		return
+	}
+	svc := edsName(cl)
+	set := idx[svc]
+	if set == nil {
+		set = map[string]struct{}{}
+		idx[svc] = set
+		if len(c.edsActive[svc])+len(c.edsWarming[svc]) == 0 {
+			c.edsList = nil // a new EDS name
+		}
+	}
+	set[name] = struct{}{}
+}
+
+func (c *Client) unindex(idx map[string]map[string]struct{}, name string, cl *clusterv3.Cluster) {
+	if !isEDS(cl) {
+		return
+	}
+	svc := edsName(cl)
+	set := idx[svc]
+	delete(set, name)
+	if len(set) == 0 {
+		delete(idx, svc)
+		if len(c.edsActive[svc])+len(c.edsWarming[svc]) == 0 {
+			c.edsList = nil // an EDS name no longer needed
+		}
+	}
+}
+
+// nameSet is the set of names, for differences between name lists.
+func nameSet(names []string) map[string]struct{} {
+	set := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		set[n] = struct{}{}
+	}
+	return set
+}
+
+// usersOf lists the clusters of an index fed by an EDS name, sorted.
+func usersOf(idx map[string]map[string]struct{}, svc string) []string {
+	set := idx[svc]
+	if len(set) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // addClusters adds clusters concurrently (each may warm); raw[i] is the
@@ -93,25 +186,33 @@ func (c *Client) addClusters(ctx context.Context, add, raw []*clusterv3.Cluster)
 	if len(add) == 0 {
 		return nil
 	}
-	errs := make([]error, len(add))
-	var wg sync.WaitGroup
-	for i, cl := range add {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			actx, cancel := context.WithTimeout(ctx, c.cfg.WarmTimeout)
-			defer cancel()
-			errs[i] = c.dp.AddCluster(actx, cl)
-		}()
+	var errs []error
+	if a, ok := c.dp.(ClusterApplier); ok {
+		// They warm concurrently: one deadline bounds each one's warming.
+		actx, cancel := context.WithTimeout(ctx, c.cfg.WarmTimeout)
+		errs = a.ApplyClusters(actx, add, nil)
+		cancel()
+	} else {
+		errs = make([]error, len(add))
+		var wg sync.WaitGroup
+		for i, cl := range add {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				actx, cancel := context.WithTimeout(ctx, c.cfg.WarmTimeout)
+				defer cancel()
+				errs[i] = c.dp.AddCluster(actx, cl)
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	for i, cl := range raw {
 		name := cl.GetName()
 		c.dropPending(name)
 		if errs[i] != nil {
 			continue
 		}
-		c.clusters[name] = cl
+		c.setActive(name, cl)
 		c.log.Debug("cluster applied", zap.String("cluster", name))
 	}
 	return errors.Join(errs...)
@@ -122,17 +223,6 @@ func (c *Client) addClusters(ctx context.Context, add, raw []*clusterv3.Cluster)
 func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterLoadAssignment) error {
 	var errs []error
 	var add, raw []*clusterv3.Cluster
-	// The clusters fed by each EDS name, active and warming.
-	active, warming := map[string][]string{}, map[string][]string{}
-	for _, name := range sortedKeys(c.clusters) {
-		if cl := c.clusters[name]; isEDS(cl) {
-			active[edsName(cl)] = append(active[edsName(cl)], name)
-		}
-	}
-	for _, name := range sortedKeys(c.pending) {
-		cl := c.pending[name]
-		warming[edsName(cl)] = append(warming[edsName(cl)], name)
-	}
 	for _, cla := range clas {
 		svc := cla.GetClusterName()
 		if svc == "" {
@@ -144,7 +234,7 @@ func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterL
 			continue
 		}
 		ok := true
-		for _, name := range active[svc] {
+		for _, name := range usersOf(c.edsActive, svc) {
 			if err := c.dp.UpdateEndpoints(name, cla); err != nil {
 				errs = append(errs, fmt.Errorf("cluster_load_assignment %q: %w", svc, err))
 				ok = false
@@ -154,7 +244,7 @@ func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterL
 			continue
 		}
 		c.clas[svc] = cla
-		for _, name := range warming[svc] {
+		for _, name := range usersOf(c.edsWarming, svc) {
 			cl := c.pending[name]
 			add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
 		}

@@ -49,6 +49,10 @@ type Client struct {
 	clusters     map[string]*clusterv3.Cluster // accepted, handed to the data plane
 	pending      map[string]*clusterv3.Cluster // EDS clusters waiting for endpoints
 	pendingSince map[string]time.Time
+	// The clusters (active, warming) fed by each EDS name, and the sorted
+	// EDS names, nil when they changed since they were last listed.
+	edsActive, edsWarming map[string]map[string]struct{}
+	edsList               []string
 	clas         map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
 	listeners    map[string]*listenerv3.Listener
 	start        time.Time
@@ -90,6 +94,8 @@ func New(cfg Config, dp DataPlane) *Client {
 		clusters:     map[string]*clusterv3.Cluster{},
 		pending:      map[string]*clusterv3.Cluster{},
 		pendingSince: map[string]time.Time{},
+		edsActive:    map[string]map[string]struct{}{},
+		edsWarming:   map[string]map[string]struct{}{},
 		clas:         map[string]*endpointv3.ClusterLoadAssignment{},
 		listeners:    map[string]*listenerv3.Listener{},
 	}
@@ -309,21 +315,24 @@ func (c *Client) setVersion(typeURL, version, nack string) {
 	c.nacks[typeURL] = nack
 }
 
-// edsNames lists the EDS resource names the current clusters need.
+// edsNames lists the EDS resource names the current clusters need,
+// sorted; the list is kept until the set of names changes, and must not be
+// modified.
 func (c *Client) edsNames() []string {
-	set := map[string]bool{}
-	for _, m := range []map[string]*clusterv3.Cluster{c.clusters, c.pending} {
-		for _, cl := range m {
-			if isEDS(cl) {
-				set[edsName(cl)] = true
-			}
-		}
+	if c.edsList != nil {
+		return c.edsList
 	}
-	names := make([]string, 0, len(set))
-	for n := range set {
+	names := make([]string, 0, len(c.edsActive)+len(c.edsWarming))
+	for n := range c.edsActive {
 		names = append(names, n)
 	}
+	for n := range c.edsWarming {
+		if _, ok := c.edsActive[n]; !ok {
+			names = append(names, n)
+		}
+	}
 	sort.Strings(names)
+	c.edsList = names
 	return names
 }
 

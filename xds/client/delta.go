@@ -66,13 +66,14 @@ func (s *deltaStream) sync() error {
 				req.InitialResourceVersions = maps.Clone(sub.versions)
 			}
 		} else {
+			had, want := nameSet(sent), nameSet(w.names)
 			for _, n := range w.names {
-				if !slices.Contains(sent, n) {
+				if _, ok := had[n]; !ok {
 					req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
 				}
 			}
 			for _, n := range sent {
-				if !slices.Contains(w.names, n) {
+				if _, ok := want[n]; !ok {
 					req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
 					delete(sub.versions, n)
 					delete(c.clas, n)

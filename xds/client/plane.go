@@ -23,6 +23,18 @@ type DataPlane interface {
 	UpdateListeners(ctx context.Context, ls []*listenerv3.Listener) error
 }
 
+// ClusterApplier is implemented by a DataPlane that applies the clusters
+// of a response as one change, so that n clusters cost O(n) rather than n
+// separate updates of the whole cluster set. The client then calls it
+// instead of AddCluster and RemoveCluster.
+type ClusterApplier interface {
+	// ApplyClusters removes the named dynamic clusters, then adds or
+	// replaces those of adds, each serving as soon as it warmed; it
+	// returns once all did (or ctx ended), with the error of each cluster
+	// of adds, in order.
+	ApplyClusters(ctx context.Context, adds []*clusterv3.Cluster, removes []string) []error
+}
+
 // Counter is a monotonically increasing stat.
 type Counter interface{ Inc() }
 

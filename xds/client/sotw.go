@@ -61,9 +61,12 @@ func (s *sotwStream) sync() error {
 			// subscription is harmless.
 			continue
 		}
-		for _, n := range sub.names {
-			if !slices.Contains(w.names, n) {
-				delete(c.clas, n) // no longer watched: it would go stale
+		if len(sub.names) > 0 {
+			keep := nameSet(w.names)
+			for _, n := range sub.names {
+				if _, ok := keep[n]; !ok {
+					delete(c.clas, n) // no longer watched: it would go stale
+				}
 			}
 		}
 		sub.names = w.names
