@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -75,7 +76,7 @@ type Manager struct {
 	opts Options
 	log  *zap.Logger
 
-	active atomic.Pointer[map[string]*Cluster]
+	active activeSet // written with mu held
 
 	mu          sync.Mutex
 	warming     map[string]*Cluster
@@ -104,8 +105,7 @@ func NewManager(ctx context.Context, opts Options) *Manager {
 		opts.Rand = rand.Uint64
 	}
 	m := &Manager{ctx: ctx, opts: opts, log: opts.Logger, warming: map[string]*Cluster{}, assignments: map[string]*endpointv3.ClusterLoadAssignment{}}
-	empty := map[string]*Cluster{}
-	m.active.Store(&empty)
+	m.active.seed = maphash.MakeSeed()
 	s := opts.Stats
 	m.cmActive = s.Gauge("cluster_manager.active_clusters")
 	m.cmWarming = s.Gauge("cluster_manager.warming_clusters")
@@ -237,7 +237,7 @@ func (m *Manager) prepare(i int, c *clusterv3.Cluster) warmed {
 		m.mu.Unlock()
 		return warmed{i: i, done: true, err: ErrClosed}
 	}
-	old := (*m.active.Load())[name]
+	old := m.active.get(name)
 	if old != nil && proto.Equal(old.cfg.proto, c) {
 		if w := m.warming[name]; w != nil {
 			delete(m.warming, name)
@@ -325,7 +325,7 @@ func (m *Manager) publish(batch []warmed, errs []error) {
 	var replaced, stale []*Cluster
 	var added, modified []string
 	m.mu.Lock()
-	var next map[string]*Cluster
+	next := m.active.begin()
 	for _, w := range batch {
 		errs[w.i] = w.err
 		if w.cl == nil {
@@ -337,22 +337,16 @@ func (m *Manager) publish(batch []warmed, errs []error) {
 			continue
 		}
 		delete(m.warming, w.cl.name)
-		if next == nil {
-			cur := *m.active.Load()
-			next = make(map[string]*Cluster, len(cur)+len(batch))
-			maps.Copy(next, cur)
-		}
-		if r := next[w.cl.name]; r != nil {
+		if r := next.get(w.cl.name); r != nil {
 			replaced = append(replaced, r)
 			modified = append(modified, w.cl.name)
 		} else {
 			added = append(added, w.cl.name)
 		}
-		next[w.cl.name] = w.cl
+		next.set(w.cl.name, w.cl)
 	}
-	if next != nil {
-		m.active.Store(&next)
-		m.cmActive.Set(uint64(len(next)))
+	if next.commit() {
+		m.cmActive.Set(uint64(m.active.n))
 	}
 	m.cmWarming.Set(uint64(len(m.warming)))
 	m.cmAdded.Add(uint64(len(added)))
@@ -396,14 +390,10 @@ func (m *Manager) Remove(name string) bool { return m.removeAll([]string{name}) 
 func (m *Manager) removeAll(names []string) int {
 	var olds, ws []*Cluster
 	m.mu.Lock()
-	cur := *m.active.Load()
-	var next map[string]*Cluster
+	next := m.active.begin()
 	n := 0
 	for _, name := range names {
-		old := cur[name]
-		if next != nil {
-			old = next[name]
-		}
+		old := next.get(name)
 		w := m.warming[name]
 		delete(m.warming, name)
 		delete(m.assignments, name)
@@ -411,19 +401,15 @@ func (m *Manager) removeAll(names []string) int {
 			ws = append(ws, w)
 		}
 		if old != nil {
-			if next == nil {
-				next = maps.Clone(cur)
-			}
-			delete(next, name)
+			next.del(name)
 			olds = append(olds, old)
 		}
 		if old != nil || w != nil {
 			n++
 		}
 	}
-	if next != nil {
-		m.active.Store(&next)
-		m.cmActive.Set(uint64(len(next)))
+	if next.commit() {
+		m.cmActive.Set(uint64(m.active.n))
 		m.cmRemoved.Add(uint64(len(olds)))
 	}
 	m.cmWarming.Set(uint64(len(m.warming)))
@@ -449,7 +435,7 @@ func (m *Manager) removeAll(names []string) int {
 // later replacement of the cluster starts from it.
 func (m *Manager) UpdateEndpoints(name string, cla *endpointv3.ClusterLoadAssignment) error {
 	m.mu.Lock()
-	active := (*m.active.Load())[name]
+	active := m.active.get(name)
 	w := m.warming[name]
 	m.mu.Unlock()
 	target := active
@@ -479,11 +465,20 @@ func (m *Manager) UpdateEndpoints(name string, cla *endpointv3.ClusterLoadAssign
 }
 
 // Get returns the serving cluster with the name, or nil.
-func (m *Manager) Get(name string) *Cluster { return (*m.active.Load())[name] }
+func (m *Manager) Get(name string) *Cluster { return m.active.get(name) }
 
 // Names lists the serving clusters, sorted.
 func (m *Manager) Names() []string {
-	return slices.Sorted(maps.Keys(*m.active.Load()))
+	var names []string
+	for i := range m.active.shards {
+		if p := m.active.shards[i].Load(); p != nil {
+			for n := range *p {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Close stops every cluster and waits for their background goroutines.
@@ -495,16 +490,115 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
-	all := slices.Collect(maps.Values(*m.active.Load()))
+	var all []*Cluster
+	for i := range m.active.shards {
+		if p := m.active.shards[i].Swap(nil); p != nil {
+			all = slices.AppendSeq(all, maps.Values(*p))
+		}
+	}
+	m.active.n = 0
 	for _, w := range m.warming {
 		all = append(all, w)
 	}
 	m.warming = map[string]*Cluster{}
-	empty := map[string]*Cluster{}
-	m.active.Store(&empty)
 	m.mu.Unlock()
 	for _, c := range all {
 		c.Close()
 	}
 	return nil
+}
+
+// activeShards is the number of shards of the serving clusters.
+const activeShards = 256
+
+// activeSet is the serving clusters by name, split by a hash of the name
+// into shards that are each an immutable map swapped atomically: Get is
+// lock-free, and a change copies only the shards of the names it touches,
+// so that replacing one cluster among n costs O(n/activeShards) rather
+// than O(n). A change of several clusters is not one atomic swap: a
+// concurrent Get may see some of them changed and others not yet, each
+// cluster itself being either the old or the new one.
+type activeSet struct {
+	seed   maphash.Seed
+	shards [activeShards]atomic.Pointer[map[string]*Cluster]
+	n      int // clusters; written with the manager's mu held
+}
+
+func (a *activeSet) shard(name string) int {
+	return int(maphash.String(a.seed, name) % activeShards)
+}
+
+func (a *activeSet) get(name string) *Cluster {
+	if p := a.shards[a.shard(name)].Load(); p != nil {
+		return (*p)[name]
+	}
+	return nil
+}
+
+// begin starts a change; the manager's mu must be held until commit.
+func (a *activeSet) begin() *activeChange { return &activeChange{a: a} }
+
+// activeChange is a change of an activeSet: copies of the shards it
+// touched.
+type activeChange struct {
+	a    *activeSet
+	next map[int]map[string]*Cluster
+}
+
+func (c *activeChange) shard(name string) (int, map[string]*Cluster) {
+	i := c.a.shard(name)
+	if m, ok := c.next[i]; ok {
+		return i, m
+	}
+	if p := c.a.shards[i].Load(); p != nil {
+		return i, *p
+	}
+	return i, nil
+}
+
+func (c *activeChange) get(name string) *Cluster {
+	_, m := c.shard(name)
+	return m[name]
+}
+
+// writable returns the copy of the name's shard, making it on first use.
+func (c *activeChange) writable(name string) map[string]*Cluster {
+	i := c.a.shard(name)
+	if m, ok := c.next[i]; ok {
+		return m
+	}
+	if c.next == nil {
+		c.next = map[int]map[string]*Cluster{}
+	}
+	m := map[string]*Cluster{}
+	if p := c.a.shards[i].Load(); p != nil {
+		m = make(map[string]*Cluster, len(*p)+1)
+		maps.Copy(m, *p)
+	}
+	c.next[i] = m
+	return m
+}
+
+func (c *activeChange) set(name string, cl *Cluster) {
+	m := c.writable(name)
+	if _, ok := m[name]; !ok {
+		c.a.n++
+	}
+	m[name] = cl
+}
+
+func (c *activeChange) del(name string) {
+	if c.get(name) == nil {
+		return
+	}
+	delete(c.writable(name), name)
+	c.a.n--
+}
+
+// commit publishes the touched shards; it reports whether there were any.
+func (c *activeChange) commit() bool {
+	for i, m := range c.next {
+		c.a.shards[i].Store(&m)
+	}
+	return len(c.next) > 0
 }
