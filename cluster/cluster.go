@@ -114,7 +114,7 @@ func newCluster(m *Manager, cfg *config) (*Cluster, error) {
 		m:     m,
 		cfg:   cfg,
 		name:  cfg.name,
-		log:   m.log.With(zap.String("cluster", cfg.name)),
+		log:   m.log.WithLazy(zap.String("cluster", cfg.name)), // cloned on first use: ~1 KB per cluster that never logs
 		stats: newClusterStats(m.opts.Stats, cfg.statName),
 		rand:  m.opts.Rand,
 		ready: make(chan struct{}),

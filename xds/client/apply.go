@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -126,34 +127,33 @@ func (c *Client) dropPending(name string) {
 	delete(c.pendingSince, name)
 }
 
-func (c *Client) index(idx map[string]map[string]struct{}, name string, cl *clusterv3.Cluster) {
+func (c *Client) index(idx map[string][]string, name string, cl *clusterv3.Cluster) {
 	if !isEDS(cl) {
 		return
 	}
 	svc := edsName(cl)
-	set := idx[svc]
-	if set == nil {
-		set = map[string]struct{}{}
-		idx[svc] = set
-		if len(c.edsActive[svc])+len(c.edsWarming[svc]) == 0 {
-			c.edsList = nil // a new EDS name
-		}
+	if len(c.edsActive[svc])+len(c.edsWarming[svc]) == 0 {
+		c.edsList = nil // a new EDS name
 	}
-	set[name] = struct{}{}
+	idx[svc] = append(idx[svc], name)
 }
 
-func (c *Client) unindex(idx map[string]map[string]struct{}, name string, cl *clusterv3.Cluster) {
+func (c *Client) unindex(idx map[string][]string, name string, cl *clusterv3.Cluster) {
 	if !isEDS(cl) {
 		return
 	}
 	svc := edsName(cl)
-	set := idx[svc]
-	delete(set, name)
-	if len(set) == 0 {
-		delete(idx, svc)
-		if len(c.edsActive[svc])+len(c.edsWarming[svc]) == 0 {
-			c.edsList = nil // an EDS name no longer needed
-		}
+	names := idx[svc]
+	if i := slices.Index(names, name); i >= 0 {
+		names = slices.Delete(names, i, i+1)
+	}
+	if len(names) > 0 {
+		idx[svc] = names
+		return
+	}
+	delete(idx, svc)
+	if len(c.edsActive[svc])+len(c.edsWarming[svc]) == 0 {
+		c.edsList = nil // an EDS name no longer needed
 	}
 }
 
@@ -167,21 +167,12 @@ func nameSet(names []string) map[string]struct{} {
 }
 
 // usersOf lists the clusters of an index fed by an EDS name, sorted.
-func usersOf(idx map[string]map[string]struct{}, svc string) []string {
-	set := idx[svc]
-	if len(set) == 0 {
-		return nil
-	}
-	names := make([]string, 0, len(set))
-	for n := range set {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+func usersOf(idx map[string][]string, svc string) []string {
+	return slices.Sorted(slices.Values(idx[svc]))
 }
 
-// addClusters adds clusters concurrently (each may warm); raw[i] is the
-// resource as received for add[i].
+// addClusters adds clusters (each may warm); raw[i] is the resource as
+// received for add[i].
 func (c *Client) addClusters(ctx context.Context, add, raw []*clusterv3.Cluster) error {
 	if len(add) == 0 {
 		return nil

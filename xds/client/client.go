@@ -51,16 +51,16 @@ type Client struct {
 	pendingSince map[string]time.Time
 	// The clusters (active, warming) fed by each EDS name, and the sorted
 	// EDS names, nil when they changed since they were last listed.
-	edsActive, edsWarming map[string]map[string]struct{}
+	edsActive, edsWarming map[string][]string
 	edsList               []string
-	clas         map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
-	listeners    map[string]*listenerv3.Listener
-	start        time.Time
-	cdsAnswered  bool
-	cdsInit      bool
-	ldsInit      bool
-	ldsSince     time.Time // when LDS became due; zero before
-	decodeCaches map[string]*decodeCache
+	clas                  map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
+	listeners             map[string]*listenerv3.Listener
+	start                 time.Time
+	cdsAnswered           bool
+	cdsInit               bool
+	ldsInit               bool
+	ldsSince              time.Time // when LDS became due; zero before
+	decodeCaches          map[string]*decodeCache
 	// held are LDS responses waiting for new clusters to warm: a listener
 	// routing to a cluster that is not there yet would fail validation.
 	held []func() error
@@ -94,8 +94,8 @@ func New(cfg Config, dp DataPlane) *Client {
 		clusters:     map[string]*clusterv3.Cluster{},
 		pending:      map[string]*clusterv3.Cluster{},
 		pendingSince: map[string]time.Time{},
-		edsActive:    map[string]map[string]struct{}{},
-		edsWarming:   map[string]map[string]struct{}{},
+		edsActive:    map[string][]string{},
+		edsWarming:   map[string][]string{},
 		clas:         map[string]*endpointv3.ClusterLoadAssignment{},
 		listeners:    map[string]*listenerv3.Listener{},
 	}
