@@ -711,7 +711,7 @@ main() {
 	[ -n "$ROWS" ] || die "--only $ONLY matches no row ($ALL_ROWS)"
 
 	log "building bin/wasmesh"
-	(cd "$root" && go build -o bin/wasmesh ./cmd/wasmesh) || die "go build ./cmd/wasmesh failed"
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags='-s -w' -o bin/wasmesh ./cmd/wasmesh) || die "go build ./cmd/wasmesh failed"
 	if [ "$PROFILE" = 1 ]; then
 		(cd "$root" && go build -o bin/wasmesh-prof ./bench/cmd/wasmesh-prof) || die "go build ./bench/cmd/wasmesh-prof failed"
 	fi

@@ -75,6 +75,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown field", "no_such_field: 1", `unknown field "no_such_field"`, false},
 		{"unknown field allowed", "no_such_field: 1", "", true},
 		{"unknown Any type", `bootstrap_extensions: [{name: x, typed_config: {"@type": type.googleapis.com/not.a.Type}}]`, "not.a.Type", false},
+		// An Envoy extension wasmesh does not implement is not linked (types.go):
+		// it fails like any unknown type, naming the type URL.
+		{"unlinked extension type", `static_resources: {clusters: [{name: c, cluster_type: {name: envoy.clusters.dynamic_forward_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig}}}]}`, `"type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig"`, false},
 		{"bad yaml", "node: [", "yaml", false},
 		{"bad typed struct type", `bootstrap_extensions: [{name: x, typed_config: {"@type": type.googleapis.com/udpa.type.v1.TypedStruct, type_url: type.googleapis.com/nope.Nope, value: {}}}]`, `unknown type "type.googleapis.com/nope.Nope"`, false},
 	}
