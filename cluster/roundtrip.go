@@ -43,8 +43,8 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 		c.stats.rqPendingOverflow.Inc()
 		return nil, h, &UpstreamError{Cluster: c.name, Host: h, Kind: ErrOverflow, Err: &OverflowError{Resource: "max_requests"}}
 	}
-	t := c.tr.forRequest(req, &lbc)
-	slot := t != c.tr.h2
+	pool := c.tr.forRequest(req, &lbc)
+	slot := pool != poolH2
 	if slot {
 		if err := b.acquireSlot(req.Context()); err != nil {
 			b.releaseRequest()
@@ -79,7 +79,16 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 	if out.Host == "" {
 		out.Host = req.URL.Host
 	}
-	resp, err := t.RoundTrip(out)
+	var resp *http.Response
+	var err error
+	switch pool {
+	case poolH1:
+		resp, err = c.tr.h1.roundTrip(out, h)
+	case poolALPN:
+		resp, err = c.tr.alpn.RoundTrip(out)
+	default:
+		resp, err = c.tr.h2.RoundTrip(out)
+	}
 	if err != nil {
 		done.finish()
 		return nil, h, c.failed(req.Context(), h, err)

@@ -11,17 +11,30 @@ import (
 	"time"
 )
 
-// transports are the cluster's connection pools: one net/http Transport
-// per upstream protocol in use.
+// transports are the cluster's connection pools: the lean HTTP/1.1 client
+// (h1.go) for HTTP/1.1, net/http for HTTP/2 and for protocol selection by
+// ALPN over TLS (auto_config), which the lean client does not do.
 type transports struct {
-	h1, h2 *http.Transport
+	h1     *h1Transport
+	alpn   *http.Transport // auto_config over TLS: HTTP/2 or HTTP/1.1 by ALPN
+	h2     *http.Transport
 	scheme string
 	c      *Cluster
 }
 
+// Pools a request can go to (transports.forRequest).
+const (
+	poolH1 = iota
+	poolALPN
+	poolH2
+)
+
 func (t *transports) closeIdle() {
 	if t.h1 != nil {
-		t.h1.CloseIdleConnections()
+		t.h1.closeIdle()
+	}
+	if t.alpn != nil {
+		t.alpn.CloseIdleConnections()
 	}
 	if t.h2 != nil {
 		t.h2.CloseIdleConnections()
@@ -31,19 +44,22 @@ func (t *transports) closeIdle() {
 // forRequest picks the pool: HTTP/2 for h2 clusters (and downstream h2 with
 // use_downstream_protocol_config), HTTP/1.1 otherwise and for upgrades,
 // which HTTP/2 cannot carry.
-func (t *transports) forRequest(req *http.Request, lbc *LoadBalancerContext) *http.Transport {
+func (t *transports) forRequest(req *http.Request, lbc *LoadBalancerContext) int {
 	switch t.c.cfg.protocol {
 	case protoHTTP2:
 		if isUpgrade(req) {
-			return t.h1
+			return poolH1
 		}
-		return t.h2
+		return poolH2
 	case protoDownstream:
 		if lbc.DownstreamHTTP2 && !isUpgrade(req) {
-			return t.h2
+			return poolH2
 		}
 	}
-	return t.h1
+	if t.alpn != nil {
+		return poolALPN
+	}
+	return poolH1
 }
 
 func isUpgrade(req *http.Request) bool { return req.Header.Get("Upgrade") != "" }
@@ -54,19 +70,20 @@ func (c *Cluster) buildTransports() {
 	if c.cfg.tls != nil {
 		c.tr.scheme = "https"
 	}
+	var h1TLS *tls.Config
+	if c.cfg.tls != nil {
+		h1TLS = c.cfg.tls.config(nil)
+	}
 	// An HTTP/1.1 pool exists for every cluster (upgrades on HTTP/2
-	// clusters use it); a Transport costs nothing until it dials.
+	// clusters use it); a pool costs nothing until it dials.
+	c.tr.h1 = c.newH1Transport(h1TLS)
 	switch c.cfg.protocol {
-	case protoHTTP2:
-		c.tr.h1 = c.newTransport(protoHTTP1)
-		c.tr.h2 = c.newTransport(protoHTTP2)
-	case protoDownstream:
-		c.tr.h1 = c.newTransport(protoHTTP1)
+	case protoHTTP2, protoDownstream:
 		c.tr.h2 = c.newTransport(protoHTTP2)
 	case protoAuto:
-		c.tr.h1 = c.newTransport(protoAuto)
-	default:
-		c.tr.h1 = c.newTransport(protoHTTP1)
+		if c.cfg.tls != nil {
+			c.tr.alpn = c.newTransport(protoAuto)
+		}
 	}
 }
 
