@@ -15,19 +15,19 @@ type CodeCounters struct {
 	prefix  string
 	codes   [500]atomic.Pointer[Counter]
 	classes [5]atomic.Pointer[Counter]
-	invalid Counter
+	invalid *Counter
 }
 
 // NewCodeCounters returns the code counters of sc named prefix+code, for
 // example NewCodeCounters(clusterScope, "upstream_rq_").
 func NewCodeCounters(sc *Scope, prefix string) *CodeCounters {
-	return &CodeCounters{scope: sc, prefix: prefix, invalid: Counter{name: prefix + "invalid"}}
+	return &CodeCounters{scope: sc, prefix: prefix, invalid: newCounter(prefix + "invalid")}
 }
 
 // Code returns the counter of one status code.
 func (c *CodeCounters) Code(code int) *Counter {
 	if code < 100 || code > 599 {
-		return &c.invalid
+		return c.invalid
 	}
 	slot := &c.codes[code-100]
 	if ctr := slot.Load(); ctr != nil {
@@ -41,7 +41,7 @@ func (c *CodeCounters) Code(code int) *Counter {
 // Class returns the counter of a status code's class ("2xx" for 204).
 func (c *CodeCounters) Class(code int) *Counter {
 	if code < 100 || code > 599 {
-		return &c.invalid
+		return c.invalid
 	}
 	slot := &c.classes[code/100-1]
 	if ctr := slot.Load(); ctr != nil {

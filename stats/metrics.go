@@ -39,16 +39,42 @@ const (
 	NeverImport
 )
 
+// statName names a stat without keeping its full name: a block's stats
+// point at the block's prefix and StatSet (the name is prefix + the set's
+// name at the stat's index), other stats at their full name (set nil).
+type statName struct {
+	prefix string
+	set    *StatSet
+}
+
 // Counter is a monotonically increasing value. All methods are safe for
-// concurrent use, lock-free and allocation-free.
+// concurrent use, lock-free and allocation-free. A Counter is 24 bytes: the
+// value, the used flag, and a reference to its name.
 type Counter struct {
 	v    atomic.Uint64
 	used atomic.Bool
-	name string
+	idx  uint32    // index in n.set.counters when n.set != nil
+	n    *statName // never nil
+}
+
+// newCounter returns a counter outside any block, named name (one
+// allocation for the counter and its name).
+func newCounter(name string) *Counter {
+	x := &struct {
+		c Counter
+		n statName
+	}{n: statName{prefix: name}}
+	x.c.n = &x.n
+	return &x.c
 }
 
 // Name returns the counter's full dotted name.
-func (c *Counter) Name() string { return c.name }
+func (c *Counter) Name() string {
+	if c.n.set == nil {
+		return c.n.prefix
+	}
+	return c.n.prefix + c.n.set.counters[c.idx]
+}
 
 // Inc adds one.
 func (c *Counter) Inc() { c.Add(1) }
@@ -74,11 +100,28 @@ type Gauge struct {
 	v    atomic.Uint64
 	used atomic.Bool
 	mode ImportMode
-	name string
+	idx  uint32    // index in n.set.gauges when n.set != nil
+	n    *statName // never nil
+}
+
+// newGauge returns a gauge outside any block, named name.
+func newGauge(name string, mode ImportMode) *Gauge {
+	x := &struct {
+		g Gauge
+		n statName
+	}{n: statName{prefix: name}}
+	x.g.n = &x.n
+	x.g.mode = mode
+	return &x.g
 }
 
 // Name returns the gauge's full dotted name.
-func (g *Gauge) Name() string { return g.name }
+func (g *Gauge) Name() string {
+	if g.n.set == nil {
+		return g.n.prefix
+	}
+	return g.n.prefix + g.n.set.gauges[g.idx]
+}
 
 // ImportMode returns the mode the gauge was created with.
 func (g *Gauge) ImportMode() ImportMode { return g.mode }

@@ -12,6 +12,9 @@ type stat struct {
 	value  uint64
 	hist   *Histogram
 	custom bool // from a custom source: tags see CustomNamespace+"."+name
+	used   bool
+	blk    *Block // a block's stat, at slot (counters then gauges)
+	slot   int32
 }
 
 // snapshot reads the store and its sources once: scalars (counters and
@@ -19,13 +22,16 @@ type stat struct {
 // store's stats come first when a source repeats a name.
 func (s *Store) snapshot(o WriteOptions) (scalars, hists []stat) {
 	s.mu.RLock()
-	counters := make([]*Counter, 0, len(s.counters))
+	counters := make([]stat, 0, len(s.counters))
 	for _, c := range s.counters {
-		counters = append(counters, c)
+		counters = append(counters, stat{name: c.n.prefix, kind: KindCounter, value: c.Value(), used: c.Used()})
 	}
-	gauges := make([]*Gauge, 0, len(s.gauges))
+	gauges := make([]stat, 0, len(s.gauges))
 	for _, g := range s.gauges {
-		gauges = append(gauges, g)
+		gauges = append(gauges, stat{name: g.n.prefix, kind: KindGauge, value: g.Value(), used: g.Used()})
+	}
+	for _, b := range s.blocks {
+		b.collect(&counters, &gauges)
 	}
 	histograms := make([]*Histogram, 0, len(s.histograms))
 	for _, h := range s.histograms {
@@ -34,7 +40,7 @@ func (s *Store) snapshot(o WriteOptions) (scalars, hists []stat) {
 	sources := slices.Clone(s.sources)
 	s.mu.RUnlock()
 
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(counters)+len(gauges)+len(histograms))
 	add := func(st stat, used bool) {
 		if !o.wants(st.kind) || !o.keep(st.name, used) {
 			return
@@ -53,11 +59,11 @@ func (s *Store) snapshot(o WriteOptions) (scalars, hists []stat) {
 			scalars = append(scalars, st)
 		}
 	}
-	for _, c := range counters {
-		add(stat{name: c.name, kind: KindCounter, value: c.Value()}, c.Used())
+	for _, st := range counters {
+		add(st, st.used)
 	}
-	for _, g := range gauges {
-		add(stat{name: g.name, kind: KindGauge, value: g.Value()}, g.Used())
+	for _, st := range gauges {
+		add(st, st.used)
 	}
 	for _, h := range histograms {
 		add(stat{name: h.name, kind: KindHistogram, hist: h}, h.Used())
@@ -93,17 +99,59 @@ type extracted struct {
 }
 
 func (s *Store) extract(st stat) *extracted {
+	s.tagMu.Lock()
+	defer s.tagMu.Unlock()
+	if b := st.blk; b != nil {
+		// A block's stats are cached in the block (and go with it).
+		if b.tags == nil {
+			b.tags = make([]extracted, b.name.set.size())
+		}
+		x := &b.tags[st.slot]
+		if x.family == "" {
+			*x = s.extractLocked(st.name, false, true)
+			// The stats of a block mostly share their labels.
+			for i := range b.tags {
+				if l := b.tags[i].labels; i != int(st.slot) && l == x.labels {
+					x.labels = l
+					break
+				}
+			}
+		}
+		return x
+	}
 	key := st.name
 	if st.custom {
 		key = CustomNamespace + "." + st.name
 	}
-	if x, ok := s.tagCache.Load(key); ok {
-		return x.(*extracted)
+	if x, ok := s.tagCache[key]; ok {
+		return x
 	}
+	x := s.extractLocked(key, st.custom, false)
+	s.tagCache[key] = &x
+	return &x
+}
+
+// extractLocked computes the Prometheus view of a name; s.tagMu is held.
+// With intern, family and metric names are shared with the other stats that
+// have them (the same stat of every cluster).
+func (s *Store) extractLocked(key string, custom, intern bool) extracted {
 	name, tags := s.opts.Tags.Extract(key)
-	x := &extracted{family: name, metric: PrometheusName(name, st.custom), labels: formatLabels(tags)}
-	s.tagCache.Store(key, x)
+	x := extracted{family: name, metric: PrometheusName(name, custom), labels: formatLabels(tags)}
+	if intern {
+		x.family = s.intern(x.family)
+		if x.metric != "" {
+			x.metric = s.intern(x.metric)
+		}
+	}
 	return x
+}
+
+func (s *Store) intern(v string) string {
+	if w, ok := s.interned[v]; ok {
+		return w
+	}
+	s.interned[v] = v
+	return v
 }
 
 // PrometheusName turns a tag-extracted stat name into a Prometheus metric

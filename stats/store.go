@@ -37,8 +37,14 @@ type Store struct {
 	histograms map[string]*Histogram
 	scopes     map[string]*Scope
 	sources    []*sourceEntry
+	sets       []*StatSet
+	emptySet   *StatSet
+	blocks     map[string]*Block              // by prefix
+	kids       map[string]map[string]struct{} // prefix tree of the blocks' prefixes
 
-	tagCache sync.Map // string (name, "wasmcustom."-prefixed for custom sources) -> *extracted
+	tagMu    sync.Mutex
+	tagCache map[string]*extracted // by name ("wasmcustom."-prefixed for custom sources), stats outside blocks
+	interned map[string]string     // tag-extracted and Prometheus names, shared by the blocks' caches
 }
 
 // New returns an empty store.
@@ -52,6 +58,11 @@ func New(opts Options) *Store {
 		gauges:     map[string]*Gauge{},
 		histograms: map[string]*Histogram{},
 		scopes:     map[string]*Scope{},
+		emptySet:   NewStatSet(nil, nil, Accumulate),
+		blocks:     map[string]*Block{},
+		kids:       map[string]map[string]struct{}{},
+		tagCache:   map[string]*extracted{},
+		interned:   map[string]string{},
 	}
 	s.root = newScope(s, "")
 	s.scopes[""] = s.root
@@ -79,10 +90,13 @@ func (s *Store) Scope(prefix string) *Scope { return s.root.Scope(prefix) }
 
 // Remove forgets every stat whose name starts with prefix and every scope
 // under it, as Envoy does when a cluster or listener goes away. Handles held
-// by old owners keep working but are no longer listed, and scopes obtained
-// before keep handing out such unlisted handles; ask the store for a new
-// scope to count under the prefix again. It returns the number of stats
-// removed.
+// by old owners keep working but are no longer listed, and scopes and blocks
+// obtained before keep handing out such unlisted handles; ask the store for
+// a new scope or block to count under the prefix again. It returns the
+// number of stats removed.
+//
+// The cost is that of the removed blocks' stats (a cluster's), plus a scan
+// of the stats kept outside blocks (the process's, listeners'...).
 func (s *Store) Remove(prefix string) int {
 	prefix = normPrefix(prefix)
 	if prefix == "" {
@@ -90,21 +104,25 @@ func (s *Store) Remove(prefix string) int {
 	}
 	s.mu.Lock()
 	n := 0
+	var names []string
 	for name := range s.counters {
 		if strings.HasPrefix(name, prefix) {
 			delete(s.counters, name)
+			names = append(names, name)
 			n++
 		}
 	}
 	for name := range s.gauges {
 		if strings.HasPrefix(name, prefix) {
 			delete(s.gauges, name)
+			names = append(names, name)
 			n++
 		}
 	}
 	for name := range s.histograms {
 		if strings.HasPrefix(name, prefix) {
 			delete(s.histograms, name)
+			names = append(names, name)
 			n++
 		}
 	}
@@ -115,16 +133,32 @@ func (s *Store) Remove(prefix string) int {
 			dropped = append(dropped, sc)
 		}
 	}
+	_, bn := s.unlinkBlocks(prefix)
+	n += bn
+	// A prefix inside a block ("cluster.a.circuit_breakers.").
+	for i := len(prefix) - 2; i > 0; i-- {
+		if prefix[i] == '.' {
+			if b := s.blocks[prefix[:i+1]]; b != nil {
+				n += b.removeInside(prefix[i+1:])
+			}
+		}
+	}
 	s.mu.Unlock()
 	for _, sc := range dropped {
 		sc.detached.Store(true)
 	}
-	s.tagCache.Range(func(k, _ any) bool {
-		if strings.HasPrefix(k.(string), prefix) {
-			s.tagCache.Delete(k)
+	s.tagMu.Lock()
+	for _, name := range names {
+		delete(s.tagCache, name)
+	}
+	if strings.HasPrefix(prefix, CustomNamespace+".") {
+		for k := range s.tagCache {
+			if strings.HasPrefix(k, prefix) {
+				delete(s.tagCache, k)
+			}
 		}
-		return true
-	})
+	}
+	s.tagMu.Unlock()
 	return n
 }
 
@@ -136,33 +170,63 @@ func (s *Store) ResetCounters() {
 	for _, c := range s.counters {
 		c.v.Store(0)
 	}
+	for _, b := range s.blocks {
+		for i := range b.counters {
+			if !b.isHidden(i) {
+				b.counters[i].v.Store(0)
+			}
+		}
+		for _, c := range b.extraC {
+			c.v.Store(0)
+		}
+	}
 }
 
 func (s *Store) accept(name string) bool { return s.opts.Accept == nil || s.opts.Accept(name) }
 
 func (s *Store) counter(name string, register bool) *Counter {
-	if !register || !s.accept(name) {
-		return &Counter{name: name}
+	if !register {
+		return newCounter(name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.counters[name]
-	if c == nil {
-		c = &Counter{name: name}
+	return s.counterLocked(name)
+}
+
+// counterLocked finds or creates the counter of a full name: outside blocks,
+// or in the block that holds the name. s.mu is held.
+func (s *Store) counterLocked(name string) *Counter {
+	if c := s.counters[name]; c != nil {
+		return c
+	}
+	if b, rest := s.findBlock(name); b != nil {
+		return b.counterLocked(rest)
+	}
+	c := newCounter(name)
+	if s.accept(name) {
 		s.counters[name] = c
 	}
 	return c
 }
 
 func (s *Store) gauge(name string, mode ImportMode, register bool) *Gauge {
-	if !register || !s.accept(name) {
-		return &Gauge{name: name, mode: mode}
+	if !register {
+		return newGauge(name, mode)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.gauges[name]
-	if g == nil {
-		g = &Gauge{name: name, mode: mode}
+	return s.gaugeLocked(name, mode)
+}
+
+func (s *Store) gaugeLocked(name string, mode ImportMode) *Gauge {
+	if g := s.gauges[name]; g != nil {
+		return g
+	}
+	if b, rest := s.findBlock(name); b != nil {
+		return b.gaugeLocked(rest, mode)
+	}
+	g := newGauge(name, mode)
+	if s.accept(name) {
 		s.gauges[name] = g
 	}
 	return g
