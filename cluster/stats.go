@@ -31,6 +31,23 @@ type Gauge interface {
 	Sub(n uint64)
 }
 
+// StatsBlocker is implemented by stores that keep the stats of one cluster
+// together (one allocation for the values, names built when listed) instead
+// of one named object per stat. StatsBlock returns the block of prefix
+// ("cluster.backend.") whose counters and gauges are the given names; the
+// two name lists are the same fixed tables on every call. Names outside the
+// lists are asked of the block too (Counter("upstream_rq_503")) and are
+// kept with it.
+type StatsBlocker interface {
+	StatsBlock(prefix string, counters, gauges []string) StatsBlock
+}
+
+// StatsBlock is the stats of one prefix, by names without the prefix.
+type StatsBlock interface {
+	Counter(name string) Counter
+	Gauge(name string) Gauge
+}
+
 // StatsRemover is implemented by stores that can drop every stat under a
 // prefix ("cluster.backend."), as Envoy does when a cluster is removed.
 type StatsRemover interface {
@@ -54,6 +71,7 @@ func (nopMetric) Set(v uint64) {}
 // "cluster.<name>.".
 type clusterStats struct {
 	src    Stats
+	blk    StatsBlock // nil unless src is a StatsBlocker
 	prefix string
 
 	cxTotal, cxConnectFail, cxConnectTimeout, cxOverflow, cxNoneHealthy Counter
@@ -77,11 +95,39 @@ type codeCounters [600]atomic.Pointer[counterBox]
 
 type counterBox struct{ c Counter }
 
+// clusterCounters and clusterGauges are the stats every cluster registers
+// (StatsBlocker's tables): those of newClusterStats and of the two
+// circuit-breaker priorities. Stats that depend on the config (remaining_*,
+// outlier_detection.*, health_check.*) and per-code counters are not in
+// them, so they are listed only once registered. Never modified.
+var (
+	clusterCounters = []string{
+		"upstream_cx_total", "upstream_cx_connect_fail", "upstream_cx_connect_timeout", "upstream_cx_overflow",
+		"upstream_cx_none_healthy", "upstream_cx_http1_total", "upstream_cx_http2_total", "upstream_cx_destroy",
+		"upstream_cx_rx_bytes_total", "upstream_cx_tx_bytes_total",
+		"upstream_rq_total", "upstream_rq_pending_total", "upstream_rq_pending_overflow", "upstream_rq_retry_overflow",
+		"upstream_rq_timeout", "upstream_rq_completed",
+		"upstream_rq_1xx", "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx", "upstream_rq_5xx",
+		"membership_change", "lb_healthy_panic",
+		"update_attempt", "update_success", "update_failure", "update_empty", "update_no_rebuild",
+	}
+	clusterGauges = []string{
+		"upstream_cx_active", "upstream_rq_active", "upstream_rq_pending_active",
+		"membership_healthy", "membership_degraded", "membership_excluded", "membership_total", "max_host_weight",
+		"circuit_breakers.default.cx_open", "circuit_breakers.default.rq_pending_open",
+		"circuit_breakers.default.rq_open", "circuit_breakers.default.rq_retry_open",
+		"circuit_breakers.high.cx_open", "circuit_breakers.high.rq_pending_open",
+		"circuit_breakers.high.rq_open", "circuit_breakers.high.rq_retry_open",
+	}
+)
+
 func newClusterStats(s Stats, statName string) *clusterStats {
 	p := "cluster." + statName + "."
 	cs := &clusterStats{src: s, prefix: p}
-	c := func(n string) Counter { return s.Counter(p + n) }
-	g := func(n string) Gauge { return s.Gauge(p + n) }
+	if b, ok := s.(StatsBlocker); ok {
+		cs.blk = b.StatsBlock(p, clusterCounters, clusterGauges)
+	}
+	c, g := cs.counter, cs.gauge
 	cs.cxTotal = c("upstream_cx_total")
 	cs.cxActiveG = g("upstream_cx_active")
 	cs.cxConnectFail = c("upstream_cx_connect_fail")
@@ -121,8 +167,19 @@ func newClusterStats(s Stats, statName string) *clusterStats {
 	return cs
 }
 
-func (cs *clusterStats) counter(name string) Counter { return cs.src.Counter(cs.prefix + name) }
-func (cs *clusterStats) gauge(name string) Gauge     { return cs.src.Gauge(cs.prefix + name) }
+func (cs *clusterStats) counter(name string) Counter {
+	if cs.blk != nil {
+		return cs.blk.Counter(name)
+	}
+	return cs.src.Counter(cs.prefix + name)
+}
+
+func (cs *clusterStats) gauge(name string) Gauge {
+	if cs.blk != nil {
+		return cs.blk.Gauge(name)
+	}
+	return cs.src.Gauge(cs.prefix + name)
+}
 
 // code counts a response status: upstream_rq_<class>xx and upstream_rq_<code>.
 func (cs *clusterStats) code(status int) {
@@ -150,7 +207,7 @@ func (cs *clusterStats) code(status int) {
 	}
 	b := codes[status].Load()
 	if b == nil {
-		b = &counterBox{c: cs.src.Counter(cs.prefix + "upstream_rq_" + itoa(status))}
+		b = &counterBox{c: cs.counter("upstream_rq_" + itoa(status))}
 		if !codes[status].CompareAndSwap(nil, b) {
 			b = codes[status].Load()
 		}

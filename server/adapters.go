@@ -25,10 +25,22 @@ import (
 )
 
 // clusterStats adapts the stats store to the cluster manager's interface.
+// Each cluster's stats are one stats.Block, and a removed cluster's stats
+// are dropped with it.
 type clusterStats struct{ s *stats.Store }
 
 func (c clusterStats) Counter(name string) cluster.Counter { return c.s.Counter(name) }
 func (c clusterStats) Gauge(name string) cluster.Gauge     { return c.s.Gauge(name, stats.Accumulate) }
+func (c clusterStats) Remove(prefix string) int            { return c.s.Remove(prefix) }
+
+func (c clusterStats) StatsBlock(prefix string, counters, gauges []string) cluster.StatsBlock {
+	return clusterBlock{c.s.Block(prefix, c.s.StatSet(counters, gauges, stats.Accumulate))}
+}
+
+type clusterBlock struct{ b *stats.Block }
+
+func (c clusterBlock) Counter(name string) cluster.Counter { return c.b.Counter(name) }
+func (c clusterBlock) Gauge(name string) cluster.Gauge     { return c.b.Gauge(name, stats.Accumulate) }
 
 // secretSet holds static_resources.secrets by name.
 type secretSet map[string]*tlsv3.Secret
