@@ -126,6 +126,10 @@ type filterChain struct {
 	hcm *hcm.Manager
 	srv *http.Server
 	ln  *chanListener
+	// h1 serves the HTTP/1.1 connections with the manager's own codec;
+	// srv gets HTTP/2 (ALPN h2, prior knowledge). Nil for HTTP2-only
+	// managers.
+	h1 *hcm.H1Server
 	// fresh counts the server's connections that have not yet sent their
 	// first request (http.StateNew): a drain lets them get it answered
 	// before it shuts the server down, because net/http drops a request
@@ -578,6 +582,14 @@ func (l *Listener) compileHCM(ctx context.Context, path string, tc *anypb.Any, f
 			delete(fc.open, c)
 		}
 		fc.freshMu.Unlock()
+	}
+	if m.Codec != hcm.CodecHTTP2 {
+		fc.h1 = m.NewH1Server(l.log)
+		fc.h1.ConnContext = connContext
+		fc.h1.ConnState = fc.srv.ConnState
+		if m.Codec == hcm.CodecAuto {
+			fc.h1.H2 = fc.ln.push
+		}
 	}
 	return fc, nil
 }

@@ -308,6 +308,13 @@ func (l *Listener) Drain(ctx context.Context, drainTime time.Duration) error {
 			defer wg.Done()
 			_ = fc.srv.Shutdown(dctx)
 		}()
+		if fc.h1 != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = fc.h1.Shutdown(dctx)
+			}()
+		}
 	}
 	wg.Wait()
 	// TCP sessions: wait for them to end by themselves.
@@ -361,6 +368,9 @@ func (l *Listener) Stop() error {
 		if fc.srv != nil {
 			fc.ln.Close()
 			_ = fc.srv.Close()
+		}
+		if fc.h1 != nil {
+			_ = fc.h1.Close()
 		}
 	}
 	l.mu.Lock()
@@ -516,6 +526,16 @@ func (l *Listener) process(c *conn, handed bool) {
 	} else {
 		c.info.SNI = c.sni
 	}
+	if fc.h1 != nil && !negotiatedH2(nc) {
+		// HTTP/1.1 (or HTTP/2 with prior knowledge, which the codec
+		// hands to fc.srv): served on this goroutine.
+		fc.freshMu.Lock()
+		fc.fresh[nc] = true
+		fc.freshMu.Unlock()
+		done()
+		fc.h1.ServeConn(nc)
+		return
+	}
 	if fc.srv != nil {
 		// Still pending until the server has it: a drain waits for
 		// pending connections before it shuts the server down. It counts
@@ -662,4 +682,10 @@ func (l *Listener) runListenerFilter(c *conn, f listenerFilter) error {
 		}
 	}
 	return nil
+}
+
+// negotiatedH2 reports whether TLS negotiated HTTP/2 through ALPN.
+func negotiatedH2(nc net.Conn) bool {
+	tc, ok := nc.(*tls.Conn)
+	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
 }

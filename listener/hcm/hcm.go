@@ -103,6 +103,7 @@ type managerStats struct {
 	codes                                  *stats.CodeCounters
 	rqTime                                 *stats.Histogram
 	noRoute, noCluster                     *stats.Counter
+	headerTimeout                          *stats.Counter
 }
 
 // Compile compiles a connection manager. Errors name the field.
@@ -249,15 +250,16 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 	}
 	sc := st.Scope("http." + m.statPrefix + ".")
 	m.stats = &managerStats{
-		rqTotal:     sc.Counter("downstream_rq_total"),
-		rqHTTP1:     sc.Counter("downstream_rq_http1_total"),
-		rqHTTP2:     sc.Counter("downstream_rq_http2_total"),
-		rqCompleted: sc.Counter("downstream_rq_completed"),
-		rqActive:    sc.Gauge("downstream_rq_active", stats.Accumulate),
-		codes:       stats.NewCodeCounters(sc, "downstream_rq_"),
-		rqTime:      sc.Histogram("downstream_rq_time", stats.Milliseconds),
-		noRoute:     sc.Counter("no_route"),
-		noCluster:   sc.Counter("no_cluster"),
+		rqTotal:       sc.Counter("downstream_rq_total"),
+		rqHTTP1:       sc.Counter("downstream_rq_http1_total"),
+		rqHTTP2:       sc.Counter("downstream_rq_http2_total"),
+		rqCompleted:   sc.Counter("downstream_rq_completed"),
+		rqActive:      sc.Gauge("downstream_rq_active", stats.Accumulate),
+		codes:         stats.NewCodeCounters(sc, "downstream_rq_"),
+		rqTime:        sc.Histogram("downstream_rq_time", stats.Milliseconds),
+		noRoute:       sc.Counter("no_route"),
+		noCluster:     sc.Counter("no_cluster"),
+		headerTimeout: sc.Counter("downstream_rq_header_timeout"),
 	}
 	return m, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,12 +54,21 @@ type fixture struct {
 	store    *stats.Store
 	logPath  string
 	upstream *httptest.Server
+	// hangEnded gets a value when an upstream request to /hang was
+	// cancelled (the proxy gave up on it).
+	hangEnded chan struct{}
 }
 
 func newFixture(t *testing.T, hcmYAML string) *fixture {
 	t.Helper()
 	ctx := context.Background()
+	hangEnded := make(chan struct{}, 16)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			<-r.Context().Done()
+			hangEnded <- struct{}{}
+			return
+		}
 		w.Header().Set("x-upstream-path", r.URL.RequestURI())
 		w.Header().Set("x-upstream-host", r.Host)
 		if r.URL.Path == "/fail" {
@@ -102,14 +112,70 @@ func newFixture(t *testing.T, hcmYAML string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := m.NewServer(zaptest.NewLogger(t))
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	serveBoth(t, m, ln)
 	h2c := &http.Client{Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, n, a string, _ *tls.Config) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, n, a)
 	}}}
-	return &fixture{url: "http://" + ln.Addr().String(), client: &http.Client{CheckRedirect: noRedirect}, h2c: h2c, store: store, logPath: logPath, upstream: upstream}
+	return &fixture{url: "http://" + ln.Addr().String(), client: &http.Client{CheckRedirect: noRedirect}, h2c: h2c, store: store, logPath: logPath, upstream: upstream, hangEnded: hangEnded}
 }
+
+// serveBoth serves ln as the listener does: HTTP/1.1 with the manager's
+// codec, HTTP/2 (prior knowledge) handed to its net/http server.
+func serveBoth(t *testing.T, m *Manager, ln net.Listener) {
+	t.Helper()
+	srv := m.NewServer(zaptest.NewLogger(t))
+	h2 := &testChanListener{addr: ln.Addr(), conns: make(chan net.Conn, 16), done: make(chan struct{})}
+	go srv.Serve(h2)
+	h1 := m.NewH1Server(zaptest.NewLogger(t))
+	h1.H2 = h2.push
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go h1.ServeConn(c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		h1.Close()
+		srv.Close()
+	})
+}
+
+// testChanListener feeds connections to an http.Server.
+type testChanListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *testChanListener) push(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *testChanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *testChanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *testChanListener) Addr() net.Addr { return l.addr }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 

@@ -117,6 +117,7 @@ func (s *stream) onIdleTimeout() {
 		s.SendLocalReply(filterchain.LocalReply{Status: code, Body: []byte("stream timeout"), Details: "stream_idle_timeout", GRPCStatus: 4})
 	}
 	s.Reset()
+	s.abortRequestBody()
 }
 
 // onRequestTimeout is request_timeout: the whole request was not received
@@ -127,7 +128,18 @@ func (s *stream) onRequestTimeout() {
 	}
 	s.SendLocalReply(filterchain.LocalReply{Status: http.StatusRequestTimeout, Body: []byte("request timeout"), Details: "request_overall_timeout", GRPCStatus: 4})
 	s.cancel()
+	s.abortRequestBody()
 	s.notify()
+}
+
+// abortRequestBody stops a read of the request body that waits for the
+// client (the upstream transport may be blocked in it), so the stream can
+// answer now; the connection then carries no further request.
+func (s *stream) abortRequestBody() {
+	if s.requestDone.Load() || s.r.Body == nil || s.r.Body == http.NoBody {
+		return
+	}
+	_ = s.r.Body.Close()
 }
 
 func (s *stream) Continue(d filterchain.Direction) {

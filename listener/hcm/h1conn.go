@@ -1,0 +1,549 @@
+package hcm
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// H1Server serves HTTP/1.1 connections for a connection manager with the
+// manager's own codec: a request is parsed, handed to the manager and
+// answered on the connection's goroutine, without the per-request
+// goroutines and hand-offs of net/http's server. Connections that start
+// with the HTTP/2 preface are handed to H2 when it is set (cleartext
+// HTTP/2 with prior knowledge on an AUTO codec).
+type H1Server struct {
+	m   *Manager
+	log *zap.Logger
+
+	// ConnState and ConnContext are called like http.Server's.
+	ConnState   func(net.Conn, http.ConnState)
+	ConnContext func(context.Context, net.Conn) context.Context
+	// H2 takes over a connection that sent the HTTP/2 preface; it
+	// reports false when it could not (the connection is then closed).
+	H2 func(net.Conn) bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[*h1conn]struct{}
+	closed   bool
+	shutdown atomic.Bool
+	wg       sync.WaitGroup
+
+	dateCache atomic.Pointer[cachedDate]
+}
+
+type cachedDate struct {
+	sec int64
+	b   []byte
+}
+
+// NewH1Server returns the HTTP/1.1 server of the manager.
+func (m *Manager) NewH1Server(log *zap.Logger) *H1Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &H1Server{m: m, log: log, ctx: ctx, cancel: cancel, conns: map[*h1conn]struct{}{}}
+}
+
+// date is the Date header value, formatted once a second.
+func (s *H1Server) date() []byte {
+	now := time.Now()
+	sec := now.Unix()
+	if d := s.dateCache.Load(); d != nil && d.sec == sec {
+		return d.b
+	}
+	d := &cachedDate{sec: sec, b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	s.dateCache.Store(d)
+	return d.b
+}
+
+func (s *H1Server) setState(c net.Conn, st http.ConnState) {
+	if s.ConnState != nil {
+		s.ConnState(c, st)
+	}
+}
+
+// Shutdown stops serving gracefully: idle connections close now, busy
+// ones after their current response (which says Connection: close). It
+// returns when all are gone, or with ctx's error when ctx ends first.
+func (s *H1Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Store(true)
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		for c := range s.conns {
+			if c.idle.Load() {
+				c.nc.Close()
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Close closes every connection at once and waits for their goroutines.
+func (s *H1Server) Close() error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// Conns counts the connections being served.
+func (s *H1Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// h1conn is one downstream HTTP/1.1 connection.
+type h1conn struct {
+	srv *H1Server
+	nc  net.Conn
+	br  *bufio.Reader
+	bw  *bufio.Writer
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	remoteAddr string
+	tlsState   *tls.ConnectionState
+	idle       atomic.Bool
+	keys       []string
+
+	// The background read that notices a client going away while its
+	// request is being answered (net/http's backgroundRead, started only
+	// for requests that last).
+	bgMu      sync.Mutex
+	bgTimer   *time.Timer
+	bgArmed   bool
+	bgRunning bool
+	bgDone    chan struct{}
+	bgByte    [1]byte
+	bgHave    bool
+	bgErr     error
+
+	body     *h1Body
+	hijacked bool
+}
+
+// backgroundReadDelay is how long a request runs before the connection
+// watches for the client going away.
+const backgroundReadDelay = 2 * time.Millisecond
+
+// Read feeds the buffered reader: a byte the background read took, then
+// the connection.
+func (c *h1conn) Read(p []byte) (int, error) {
+	if c.bgHave {
+		c.bgHave = false
+		p[0] = c.bgByte[0]
+		return 1, nil
+	}
+	if c.bgErr != nil {
+		err := c.bgErr
+		c.bgErr = nil
+		return 0, err
+	}
+	return c.nc.Read(p)
+}
+
+func (c *h1conn) closing() bool { return c.srv.shutdown.Load() }
+
+func (c *h1conn) headerLimit() int {
+	kb := int(c.srv.m.MaxRequestHeadersKB)
+	if kb <= 0 {
+		kb = 60
+	}
+	// Room for the request line and line ends; the connection manager
+	// checks Envoy's exact limit on the parsed head.
+	return kb*1024 + 4096
+}
+
+// ServeConn serves nc until it closes; it blocks.
+func (s *H1Server) ServeConn(nc net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	c := &h1conn{srv: s, nc: nc}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	handedOff := false
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	s.setState(nc, http.StateNew)
+	ctx := s.ctx
+	if s.ConnContext != nil {
+		ctx = s.ConnContext(ctx, nc)
+	}
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	defer c.cancel()
+	c.remoteAddr = nc.RemoteAddr().String()
+	if tc, ok := nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		c.tlsState = &st
+	}
+	c.br = bufio.NewReaderSize(c, 4096)
+	c.bw = bufio.NewWriterSize(nc, 4096)
+	defer func() {
+		c.stopBackgroundRead()
+		if handedOff {
+			s.setState(nc, http.StateHijacked)
+			return
+		}
+		if !c.hijacked {
+			nc.Close()
+			s.setState(nc, http.StateClosed)
+		} else {
+			s.setState(nc, http.StateHijacked)
+		}
+	}()
+	first := true
+	for {
+		if !c.waitRequest() {
+			return
+		}
+		if first && s.H2 != nil && c.hasH2Preface() {
+			handedOff = true
+			if !s.H2(&prefaceConn{Conn: nc, r: c.br}) {
+				nc.Close()
+			}
+			return
+		}
+		first = false
+		keep := c.serveOne()
+		if !keep || s.shutdown.Load() {
+			return
+		}
+		c.idle.Store(true)
+		s.setState(nc, http.StateIdle)
+	}
+}
+
+// waitRequest waits for the first byte of the next request, within the
+// idle timeout, then arms request_headers_timeout. It reports false when
+// the connection ended or idled out.
+func (c *h1conn) waitRequest() bool {
+	m := c.srv.m
+	if c.br.Buffered() == 0 {
+		if m.IdleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(m.IdleTimeout))
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return false
+		}
+	}
+	c.idle.Store(false)
+	c.srv.setState(c.nc, http.StateActive)
+	switch {
+	case m.RequestHeadersTimeout > 0:
+		_ = c.nc.SetReadDeadline(time.Now().Add(m.RequestHeadersTimeout))
+	case m.IdleTimeout > 0:
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	return true
+}
+
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+func (c *h1conn) hasH2Preface() bool {
+	b, err := c.br.Peek(3)
+	if err != nil || string(b) != "PRI" {
+		return false
+	}
+	b, err = c.br.Peek(len(h2Preface))
+	return err == nil && string(b) == h2Preface
+}
+
+// prefaceConn is a connection handed to the HTTP/2 server with what the
+// HTTP/1 reader already buffered in front.
+type prefaceConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p *prefaceConn) Read(b []byte) (int, error) {
+	if p.r != nil && p.r.Buffered() > 0 {
+		return p.r.Read(b)
+	}
+	return p.Conn.Read(b)
+}
+
+// NetConn is the connection underneath (the listener finds its facts).
+func (p *prefaceConn) NetConn() net.Conn { return p.Conn }
+
+// serveOne reads one request, serves it and reports whether the
+// connection can carry another.
+func (c *h1conn) serveOne() bool {
+	m := c.srv.m
+	head, err := readHead(c.br, c.headerLimit(), int(m.MaxHeadersCount))
+	if err != nil {
+		c.headError(err)
+		return false
+	}
+	if m.RequestHeadersTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	req, err := newRequestFromHead(head)
+	var length int64
+	var chunked bool
+	if err == nil {
+		length, chunked, err = bodyFraming(head.header)
+	}
+	if err != nil {
+		c.headError(err)
+		return false
+	}
+	req.RemoteAddr = c.remoteAddr
+	req.TLS = c.tlsState
+	req.Close = shouldClose(head)
+	body := &h1Body{c: c, req: req, remain: length, chunked: chunked}
+	c.body = body
+	switch {
+	case chunked:
+		req.ContentLength = -1
+		req.TransferEncoding = []string{"chunked"}
+		delete(req.Header, "Transfer-Encoding")
+		req.Body = body
+	case length > 0:
+		req.ContentLength = length
+		req.Body = body
+	default:
+		body.eof = true
+		req.Body = http.NoBody
+	}
+	if req.Body != http.NoBody && head.minor >= 1 && hasToken(req.Header["Expect"], "100-continue") {
+		body.continue_ = true
+	}
+	req = req.WithContext(c.ctx)
+	body.req = req
+	w := &h1Writer{c: c, req: req, header: make(http.Header, 8), cl: -1}
+	if body.eof {
+		c.armBackgroundRead()
+	}
+	ok := c.runHandler(w, req)
+	c.stopBackgroundRead()
+	if w.hijacked {
+		c.hijacked = true
+		return false
+	}
+	if !ok {
+		return false
+	}
+	w.finish()
+	if w.err != nil {
+		body.finish(0)
+		return false
+	}
+	drain := int64(256 << 10)
+	if w.closeAfter {
+		drain = 0
+	}
+	consumed := body.finish(drain)
+	keep := consumed && !w.closeAfter && c.bgErr == nil
+	if c.br.Buffered() == 0 || !keep {
+		if err := c.bw.Flush(); err != nil {
+			return false
+		}
+	}
+	return keep
+}
+
+// runHandler calls the manager; it reports false when the handler
+// panicked (http.ErrAbortHandler: the response is cut off).
+func (c *h1conn) runHandler(w *h1Writer, r *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				c.srv.log.Error("panic serving request", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			}
+			ok = false
+		}
+	}()
+	c.srv.m.ServeHTTP(w, r)
+	return true
+}
+
+// shouldClose reports whether the request asks to close the connection
+// after its response.
+func shouldClose(h *h1Head) bool {
+	conn := h.header["Connection"]
+	if h.minor == 0 {
+		return !hasToken(conn, "keep-alive")
+	}
+	return hasToken(conn, "close")
+}
+
+// headError answers a request whose head could not be read, then the
+// connection closes: 408 after request_headers_timeout, 400/431/501 for
+// malformed heads; nothing when the client went away.
+func (c *h1conn) headError(err error) {
+	status, details := 0, ""
+	var he *h1Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &he):
+		status, details = he.status, he.details
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		if c.srv.m.RequestHeadersTimeout <= 0 {
+			return
+		}
+		status, details = http.StatusRequestTimeout, "request header timeout"
+		c.srv.m.stats.headerTimeout.Inc()
+	default:
+		return
+	}
+	body := details
+	if status != http.StatusRequestTimeout {
+		body = http.StatusText(status)
+	}
+	m := c.srv.m
+	m.stats.rqTotal.Inc()
+	m.stats.rqHTTP1.Inc()
+	m.stats.rqCompleted.Inc()
+	m.stats.codes.Inc(status)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	bw := c.bw
+	writeStatusLine(bw, status)
+	bw.WriteString("Content-Length: ")
+	bw.WriteString(strconv.Itoa(len(body)))
+	bw.WriteString("\r\nContent-Type: text/plain\r\nConnection: close\r\nDate: ")
+	bw.Write(c.srv.date())
+	bw.WriteString("\r\nServer: ")
+	bw.WriteString(m.serverName)
+	bw.WriteString("\r\n\r\n")
+	bw.WriteString(body)
+	_ = bw.Flush()
+	c.srv.log.Debug("bad request head", zap.String("details", details), zap.Error(err))
+}
+
+// bodyCodecError is the protocol error the request body ended with, if
+// any.
+func (c *h1conn) bodyCodecError() *h1Error {
+	b := c.body
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var he *h1Error
+	if errors.As(b.err, &he) {
+		return he
+	}
+	return nil
+}
+
+// writeContinue sends "100 Continue" before the first body read of a
+// request that expects it.
+func (c *h1conn) writeContinue() {
+	// Straight to the connection: the body is read on another goroutine
+	// than the one writing the response.
+	_, _ = io.WriteString(c.nc, "HTTP/1.1 100 Continue\r\n\r\n")
+}
+
+// bodyDone is called when the request body was read to its end.
+func (c *h1conn) bodyDone() { c.armBackgroundRead() }
+
+// armBackgroundRead starts watching for the client going away once the
+// request has lasted backgroundReadDelay. Short requests never pay for it.
+func (c *h1conn) armBackgroundRead() {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	c.bgArmed = true
+	if c.bgTimer == nil {
+		c.bgTimer = time.AfterFunc(backgroundReadDelay, c.startBackgroundRead)
+		return
+	}
+	c.bgTimer.Reset(backgroundReadDelay)
+}
+
+func (c *h1conn) startBackgroundRead() {
+	c.bgMu.Lock()
+	if !c.bgArmed || c.bgRunning || c.bgHave {
+		c.bgMu.Unlock()
+		return
+	}
+	c.bgRunning = true
+	done := make(chan struct{})
+	c.bgDone = done
+	c.bgMu.Unlock()
+	go func() {
+		defer close(done)
+		n, err := c.nc.Read(c.bgByte[:])
+		c.bgMu.Lock()
+		defer c.bgMu.Unlock()
+		if n == 1 {
+			c.bgHave = true
+			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return
+		}
+		if err != nil {
+			// The client closed or reset the connection: whatever is
+			// still being done for it is abandoned.
+			c.bgErr = err
+			if errors.Is(err, io.EOF) {
+				c.bgErr = io.EOF
+			}
+			c.cancel()
+		}
+	}()
+}
+
+// stopBackgroundRead ends a running background read (by an expired read
+// deadline) and disarms the timer; the connection's reader is then the
+// only one again.
+func (c *h1conn) stopBackgroundRead() {
+	c.bgMu.Lock()
+	c.bgArmed = false
+	if c.bgTimer != nil {
+		c.bgTimer.Stop()
+	}
+	running, done := c.bgRunning, c.bgDone
+	c.bgMu.Unlock()
+	if !running {
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	<-done
+	_ = c.nc.SetReadDeadline(time.Time{})
+	c.bgMu.Lock()
+	c.bgRunning = false
+	c.bgMu.Unlock()
+}

@@ -1,0 +1,375 @@
+package hcm
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// h1Writer is the http.ResponseWriter of one HTTP/1.1 request served by
+// the connection manager's own codec. The response head is held until
+// the first flush or the end of the handler, so a short body of unknown
+// length still goes out with a Content-Length and in one write.
+type h1Writer struct {
+	c      *h1conn
+	req    *http.Request
+	header http.Header
+
+	status        int
+	wroteHeader   bool
+	headerFlushed bool
+	cl            int64 // declared or computed Content-Length; -1 unknown
+	chunked       bool
+	noBody        bool
+	closeAfter    bool
+	hijacked      bool
+	written       int64
+	pending       []byte
+	trailers      []string
+	discard       bool
+	err           error
+}
+
+// maxHeldBody is how much body of unknown length is held back to send a
+// Content-Length instead of chunks.
+const maxHeldBody = 4096
+
+var errHijacked = errors.New("http: connection has been hijacked")
+
+func (w *h1Writer) Header() http.Header { return w.header }
+
+func (w *h1Writer) WriteHeader(code int) {
+	if w.hijacked || w.wroteHeader {
+		return
+	}
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		w.writeInterim(code)
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	w.cl = -1
+	if he := w.c.bodyCodecError(); he != nil && !w.headerFlushed {
+		// The request body broke the protocol: the client gets the
+		// codec's answer, not what the upstream made of the rest.
+		w.replaceWithCodecError(he)
+		return
+	}
+	if v := w.header["Content-Length"]; len(v) > 0 {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64); err == nil && n >= 0 {
+			w.cl = n
+		} else {
+			delete(w.header, "Content-Length")
+		}
+	}
+	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
+	if hasToken(w.header["Connection"], "close") {
+		w.closeAfter = true
+	}
+	if t := w.header["Trailer"]; len(t) > 0 {
+		for _, v := range t {
+			for _, k := range strings.Split(v, ",") {
+				if k = strings.TrimSpace(k); k != "" {
+					w.trailers = append(w.trailers, http.CanonicalHeaderKey(k))
+				}
+			}
+		}
+	}
+}
+
+// replaceWithCodecError turns the response into the codec's error reply;
+// what the handler writes afterwards is dropped.
+func (w *h1Writer) replaceWithCodecError(he *h1Error) {
+	text := http.StatusText(he.status)
+	w.status = he.status
+	w.header = http.Header{"Content-Type": {"text/plain"}, "Server": {w.c.srv.m.serverName}}
+	w.pending = append(w.pending[:0], text...)
+	w.cl = int64(len(text))
+	w.written = w.cl
+	w.discard = true
+	w.closeAfter = true
+}
+
+func bodyAllowed(code int) bool {
+	return !(code >= 100 && code <= 199 || code == http.StatusNoContent || code == http.StatusNotModified)
+}
+
+// writeInterim sends a 1xx response (103 Early Hints and the like) at once.
+func (w *h1Writer) writeInterim(code int) {
+	bw := w.c.bw
+	writeStatusLine(bw, code)
+	writeHeaderFields(bw, w.header, w.c.keys[:0])
+	bw.WriteString("\r\n")
+	w.err = bw.Flush()
+}
+
+func (w *h1Writer) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, errHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.discard {
+		return len(p), nil
+	}
+	if w.noBody {
+		if w.req.Method == http.MethodHead {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if !w.headerFlushed {
+		if w.cl < 0 && len(w.trailers) == 0 && len(w.pending)+len(p) <= maxHeldBody {
+			w.pending = append(w.pending, p...)
+			return len(p), nil
+		}
+		w.writeHead()
+		if len(w.pending) > 0 {
+			w.writeBody(w.pending)
+			w.pending = w.pending[:0]
+		}
+	}
+	w.writeBody(p)
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+func (w *h1Writer) writeBody(p []byte) {
+	bw := w.c.bw
+	if w.chunked {
+		if len(p) == 0 {
+			return
+		}
+		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		bw.WriteString("\r\n")
+		bw.Write(p)
+		_, w.err = bw.WriteString("\r\n")
+		return
+	}
+	_, w.err = bw.Write(p)
+}
+
+// Flush sends the head and what was written so far.
+func (w *h1Writer) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush reporting the write error (http.ResponseController).
+func (w *h1Writer) FlushError() error {
+	if w.hijacked {
+		return errHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.headerFlushed {
+		w.writeHead()
+		if len(w.pending) > 0 {
+			w.writeBody(w.pending)
+			w.pending = w.pending[:0]
+		}
+	}
+	if w.err != nil {
+		return w.err
+	}
+	w.err = w.c.bw.Flush()
+	return w.err
+}
+
+// EnableFullDuplex is a no-op: the codec reads the request body while the
+// response is written.
+func (w *h1Writer) EnableFullDuplex() error { return nil }
+
+// SetReadDeadline and SetWriteDeadline serve http.ResponseController.
+func (w *h1Writer) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }
+func (w *h1Writer) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+
+// Hijack hands the connection to the handler (upgrades).
+func (w *h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, errHijacked
+	}
+	w.hijacked = true
+	w.c.stopBackgroundRead()
+	return w.c.nc, bufio.NewReadWriter(w.c.br, w.c.bw), nil
+}
+
+// writeHead decides the framing and writes the status line and headers
+// into the connection's buffer.
+func (w *h1Writer) writeHead() {
+	w.headerFlushed = true
+	h := w.header
+	if !w.noBody && w.cl < 0 {
+		if w.req.ProtoMinor >= 1 {
+			w.chunked = true
+		} else {
+			// HTTP/1.0 has no chunks: the body ends with the connection.
+			w.closeAfter = true
+		}
+	}
+	if w.c.closing() || w.req.Close {
+		w.closeAfter = true
+	}
+	bw := w.c.bw
+	writeStatusLine(bw, w.status)
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.Write(w.c.srv.date())
+		bw.WriteString("\r\n")
+	}
+	if w.cl >= 0 && len(h["Content-Length"]) == 0 && !w.noBody {
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(w.cl, 10))
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	switch {
+	case w.closeAfter && !hasToken(h["Connection"], "close"):
+		bw.WriteString("Connection: close\r\n")
+	case !w.closeAfter && w.req.ProtoMinor == 0:
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	w.c.keys = writeHeaderFields(bw, h, w.c.keys[:0])
+	_, w.err = bw.WriteString("\r\n")
+}
+
+// skipOnWire are header fields the codec writes itself.
+func skipOnWire(k string) bool {
+	return k == "Transfer-Encoding" || strings.HasPrefix(k, http.TrailerPrefix)
+}
+
+// writeHeaderFields writes h sorted by name (as net/http does), with CR
+// and LF in values replaced by spaces. keys is scratch space, returned
+// for reuse.
+func writeHeaderFields(bw *bufio.Writer, h http.Header, keys []string) []string {
+	for k := range h {
+		if !skipOnWire(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			writeFieldValue(bw, v)
+			bw.WriteString("\r\n")
+		}
+	}
+	return keys
+}
+
+func writeFieldValue(bw *bufio.Writer, v string) {
+	if strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0 {
+		bw.WriteString(strings.TrimSpace(v))
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		bw.WriteByte(c)
+	}
+}
+
+func writeStatusLine(bw *bufio.Writer, code int) {
+	switch code {
+	case 200:
+		bw.WriteString("HTTP/1.1 200 OK\r\n")
+		return
+	case 404:
+		bw.WriteString("HTTP/1.1 404 Not Found\r\n")
+		return
+	}
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	if t := http.StatusText(code); t != "" {
+		bw.WriteString(t)
+	} else {
+		bw.WriteString("status code ")
+		bw.WriteString(strconv.Itoa(code))
+	}
+	bw.WriteString("\r\n")
+}
+
+// finish completes the response after the handler returned: the held
+// body with its length, or the last chunk and the trailers.
+func (w *h1Writer) finish() {
+	if w.hijacked {
+		return
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.headerFlushed {
+		if w.cl < 0 && !w.noBody && len(w.trailers) == 0 {
+			w.cl = int64(len(w.pending))
+		}
+		w.writeHead()
+		if len(w.pending) > 0 {
+			w.writeBody(w.pending)
+			w.pending = w.pending[:0]
+		}
+	}
+	if w.chunked {
+		bw := w.c.bw
+		bw.WriteString("0\r\n")
+		for _, k := range w.trailers {
+			for _, v := range w.header[k] {
+				bw.WriteString(k)
+				bw.WriteString(": ")
+				writeFieldValue(bw, v)
+				bw.WriteString("\r\n")
+			}
+		}
+		for k, vs := range w.header {
+			if !strings.HasPrefix(k, http.TrailerPrefix) {
+				continue
+			}
+			name := k[len(http.TrailerPrefix):]
+			for _, v := range vs {
+				bw.WriteString(name)
+				bw.WriteString(": ")
+				writeFieldValue(bw, v)
+				bw.WriteString("\r\n")
+			}
+		}
+		_, w.err = bw.WriteString("\r\n")
+	}
+	if w.cl >= 0 && w.written < w.cl && !w.noBody {
+		// Shorter than announced: the client cannot find the next
+		// response on this connection.
+		w.closeAfter = true
+	}
+}
+
+// hasToken reports whether a comma-separated header contains tok.
+func hasToken(values []string, tok string) bool {
+	for _, v := range values {
+		for v != "" {
+			var part string
+			part, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(part), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}
