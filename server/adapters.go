@@ -26,12 +26,13 @@ import (
 
 // clusterStats adapts the stats store to the cluster manager's interface.
 // Each cluster's stats are one stats.Block, and a removed cluster's stats
-// are dropped with it.
+// are dropped with it (its block only: cluster "a.b" keeps its stats when
+// cluster "a" goes).
 type clusterStats struct{ s *stats.Store }
 
 func (c clusterStats) Counter(name string) cluster.Counter { return c.s.Counter(name) }
 func (c clusterStats) Gauge(name string) cluster.Gauge     { return c.s.Gauge(name, stats.Accumulate) }
-func (c clusterStats) Remove(prefix string) int            { return c.s.Remove(prefix) }
+func (c clusterStats) Remove(prefix string) int            { return c.s.RemoveBlock(prefix) }
 
 func (c clusterStats) StatsBlock(prefix string, counters, gauges []string) cluster.StatsBlock {
 	return clusterBlock{c.s.Block(prefix, c.s.StatSet(counters, gauges, stats.Accumulate))}

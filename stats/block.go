@@ -386,6 +386,35 @@ func (s *Store) unlinkBlocks(prefix string) (removed []*Block, n int) {
 	return removed, n
 }
 
+// RemoveBlock removes the block registered at prefix (the stats of its set
+// and the others kept with it), and nothing else: unlike Remove, the blocks
+// of longer prefixes stay (removing cluster "a" keeps the stats of cluster
+// "a.b"). Its handles keep working, unlisted. It returns the number of
+// stats removed; the cost is the block's.
+func (s *Store) RemoveBlock(prefix string) int {
+	prefix = normPrefix(prefix)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.blocks[prefix]
+	if b == nil {
+		return 0
+	}
+	delete(s.blocks, prefix)
+	b.detached = true
+	n := b.listedLocked()
+	// Drop the node and the parents it alone kept, unless blocks lie under it.
+	for p := prefix; p != "" && len(s.kids[p]) == 0 && s.blocks[p] == nil; {
+		delete(s.kids, p)
+		parent := parentPrefix(p)
+		delete(s.kids[parent], p)
+		p = parent
+	}
+	if len(s.kids[""]) == 0 {
+		delete(s.kids, "")
+	}
+	return n
+}
+
 // listedLocked counts the block's listed stats; s.mu is held.
 func (b *Block) listedLocked() int {
 	n := 0
