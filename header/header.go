@@ -26,6 +26,15 @@ func New(kv ...string) *Map {
 	return h
 }
 
+// NewCap is New with room for n fields.
+func NewCap(n int, kv ...string) *Map {
+	h := &Map{fields: make([]Field, 0, max(n, len(kv)/2))}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return h
+}
+
 // Len is the number of fields.
 func (h *Map) Len() int {
 	if h == nil {
@@ -143,6 +152,9 @@ func (h *Map) String() string {
 func Lower(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
+			if l, ok := nameTables.lower[s]; ok {
+				return l
+			}
 			return strings.ToLower(s)
 		}
 	}

@@ -401,7 +401,8 @@ func buildRequest(ctx context.Context, h *header.Map, r *Request) (*http.Request
 		if f.Key == "" || f.Key[0] == ':' || f.Key == "host" || f.Key == "content-length" || f.Key == "transfer-encoding" {
 			continue
 		}
-		req.Header[http.CanonicalHeaderKey(f.Key)] = append(req.Header[http.CanonicalHeaderKey(f.Key)], f.Value)
+		k := header.Canonical(f.Key)
+		req.Header[k] = append(req.Header[k], f.Value)
 	}
 	return req.WithContext(ctx), nil
 }

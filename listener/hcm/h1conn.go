@@ -460,11 +460,8 @@ func (c *h1conn) bodyCodecError() *h1Error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var he *h1Error
-	if errors.As(b.err, &he) {
-		return he
-	}
-	return nil
+	he, _ := b.err.(*h1Error)
+	return he
 }
 
 // writeContinue sends "100 Continue" before the first body read of a

@@ -73,6 +73,7 @@ type Manager struct {
 	alwaysSetRID      bool
 	via               string
 	serverName        string
+	serverValue       []string
 	serverPassThrough bool
 	// Timeouts.
 	StreamIdleTimeout     time.Duration
@@ -164,6 +165,7 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 	if m.serverName == "" {
 		m.serverName = "envoy"
 	}
+	m.serverValue = []string{m.serverName}
 	switch cfg.GetCodecType() {
 	case hcmv3.HttpConnectionManager_HTTP1:
 		m.Codec = CodecHTTP1

@@ -487,7 +487,7 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 	fs := s.fs
 	s.responseStarted.Store(true)
 	s.touch()
-	h := header.New(":status", strconv.Itoa(resp.StatusCode))
+	h := header.NewCap(4+len(resp.Header), ":status", statusString(resp.StatusCode))
 	for k, vs := range resp.Header {
 		if hopByHop(k) {
 			continue
@@ -686,10 +686,12 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 		if f.Key == "" || f.Key[0] == ':' {
 			continue
 		}
-		wh[http.CanonicalHeaderKey(f.Key)] = append(wh[http.CanonicalHeaderKey(f.Key)], f.Value)
+		k := header.Canonical(f.Key)
+		wh[k] = append(wh[k], f.Value)
 	}
 	if !m.serverPassThrough || wh.Get("Server") == "" {
-		wh.Set("Server", m.serverName)
+		// One shared, full slice: an append copies, nothing writes into it.
+		wh["Server"] = m.serverValue
 	}
 	if m.alwaysSetRID {
 		if rid, ok := s.fs.RequestHeaders.Get("x-request-id"); ok {
@@ -850,18 +852,20 @@ func (s *stream) abortResponse() {
 	panic(http.ErrAbortHandler)
 }
 
-func (s *stream) formatter() route.Formatter {
-	return route.FormatterFunc(func(cmd *route.FormatCommand) string {
-		p, err := parseCommand(cmd.String()[1 : len(cmd.String())-1])
-		if err != nil {
-			return ""
-		}
-		v := evalCommand(p, &logEntry{info: s.fs.Info, req: s.fs.RequestHeaders, resp: orEmpty(s.fs.ResponseHeaders), trailers: &header.Map{}, end: s.m.now()})
-		if v == "-" {
-			return ""
-		}
-		return v
-	})
+// formatter evaluates header formatters (%...%) against the stream.
+func (s *stream) formatter() route.Formatter { return s }
+
+// Format implements route.Formatter.
+func (s *stream) Format(cmd *route.FormatCommand) string {
+	p, err := parseCommand(cmd.String()[1 : len(cmd.String())-1])
+	if err != nil {
+		return ""
+	}
+	v := evalCommand(p, &logEntry{info: s.fs.Info, req: s.fs.RequestHeaders, resp: orEmpty(s.fs.ResponseHeaders), trailers: &header.Map{}, end: s.m.now()})
+	if v == "-" {
+		return ""
+	}
+	return v
 }
 
 func orEmpty(h *header.Map) *header.Map {
@@ -877,7 +881,7 @@ func requestHeaders(r *http.Request) *header.Map {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	h := header.New(":method", r.Method, ":path", r.URL.RequestURI(), ":authority", r.Host, ":scheme", scheme)
+	h := header.NewCap(6+len(r.Header), ":method", r.Method, ":path", r.URL.RequestURI(), ":authority", r.Host, ":scheme", scheme)
 	upgrade := upgradeType(r) != ""
 	for k, vs := range r.Header {
 		if hopByHop(k) && !(upgrade && (strings.EqualFold(k, "upgrade") || strings.EqualFold(k, "connection"))) {
@@ -894,9 +898,17 @@ func requestHeaders(r *http.Request) *header.Map {
 }
 
 func hopByHop(k string) bool {
-	switch strings.ToLower(k) {
-	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "trailer":
-		return true
+	switch len(k) {
+	case 2:
+		return strings.EqualFold(k, "te")
+	case 7:
+		return strings.EqualFold(k, "upgrade") || strings.EqualFold(k, "trailer")
+	case 10:
+		return strings.EqualFold(k, "connection") || strings.EqualFold(k, "keep-alive")
+	case 16:
+		return strings.EqualFold(k, "proxy-connection")
+	case 17:
+		return strings.EqualFold(k, "transfer-encoding")
 	}
 	return false
 }
@@ -906,7 +918,6 @@ func hopByHop(k string) bool {
 func (m *Manager) prepareRequestHeaders(fs *filterchain.Stream, r *http.Request) {
 	h := fs.RequestHeaders
 	info := fs.Info
-	remote := info.DownstreamRemote.Addr().Unmap().String()
 	// The trusted client address (Envoy's rules): with use_remote_address
 	// the Nth entry from the right of the incoming x-forwarded-for (N =
 	// xff_num_trusted_hops; the peer when N is 0 or the list is shorter);
@@ -925,6 +936,7 @@ func (m *Manager) prepareRequestHeaders(fs *filterchain.Stream, r *http.Request)
 	}
 	if m.useRemoteAddress {
 		if !m.skipXFFAppend && info.DownstreamRemote.IsValid() {
+			remote := info.DownstreamRemote.Addr().Unmap().String()
 			if xff != "" {
 				h.Set("x-forwarded-for", xff+","+remote)
 			} else {
@@ -1004,6 +1016,40 @@ func newUUID() string {
 }
 
 func crand(b []byte) (int, error) { return crand0.Read(b) }
+
+// statusString is strconv.Itoa for status codes, without an allocation
+// for the common ones.
+func statusString(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 301:
+		return "301"
+	case 302:
+		return "302"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return strconv.Itoa(code)
+}
 
 // bufPool holds body copy buffers.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
