@@ -82,6 +82,7 @@ const (
 	wDone    = iota // no writer, or it finished the body
 	wRunning        // writing
 	wFailed         // failed; werr says why
+	wHandoff        // the response ended first: the writer releases the connection
 )
 
 // aLongTimeAgo is a deadline in the past: it aborts blocked reads and
@@ -304,8 +305,20 @@ func (pc *h1Conn) unwatch() bool {
 // release ends the exchange on pc: back to the pool when the exchange
 // allows it, else closed.
 func (pc *h1Conn) release() {
-	ok := pc.unwatch()
-	if ok && pc.keepAlive && pc.wstate.Load() == wDone {
+	if !pc.unwatch() || !pc.keepAlive {
+		pc.close()
+		return
+	}
+	if pc.wstate.Load() == wDone {
+		pc.t.put(pc)
+		return
+	}
+	// The request body is still being written: its writer puts the
+	// connection back when it is done.
+	if pc.wstate.CompareAndSwap(wRunning, wHandoff) {
+		return
+	}
+	if pc.wstate.Load() == wDone {
 		pc.t.put(pc)
 		return
 	}
@@ -432,11 +445,15 @@ func (pc *h1Conn) writeBody(req *http.Request, rb *h1ReqBody) {
 	closeReqBody(req)
 	if err != nil {
 		pc.werr = pc.ioErr(err)
-		pc.wstate.Store(wFailed)
+		pc.wstate.CompareAndSwap(wRunning, wFailed)
 		pc.close()
 		return
 	}
-	pc.wstate.Store(wDone)
+	if !pc.wstate.CompareAndSwap(wRunning, wDone) {
+		// wHandoff: the response already ended; the connection is ours.
+		pc.wstate.Store(wDone)
+		pc.t.put(pc)
+	}
 }
 
 func closeReqBody(req *http.Request) {

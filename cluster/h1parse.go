@@ -84,7 +84,12 @@ func parseH1Head(b []byte) (*h1Head, error) {
 				return nil, fmt.Errorf("%w: continuation line %q", errH1MalformedHeader, clip(line))
 			}
 			v := trimOWS(line)
-			if v != "" {
+			switch {
+			case !validFieldValue(v):
+				return nil, fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, last)
+			case vv[len(vv)-1] == "":
+				vv[len(vv)-1] = v
+			case v != "":
 				vv[len(vv)-1] += " " + v
 			}
 			continue
