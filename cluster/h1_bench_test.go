@@ -120,4 +120,3 @@ func BenchmarkRoundTripH1(b *testing.B) {
 		})
 	})
 }
-
