@@ -16,6 +16,15 @@
 // atomics that do not allocate; a histogram allocates once per decade of
 // values the first time that decade is seen (see histogram.go).
 //
+// Objects that come in thousands with the same stats (clusters) register
+// them as a Block: a StatSet names the counters and gauges once for all, and
+// each block keeps only their values (24 bytes a stat) and its prefix, with
+// full names built when the stats are listed. Other stats under the block's
+// prefix are kept with the block, so RemoveBlock and Remove cost the removed
+// stats rather than a scan of the store. A block's handles are the same
+// handles the store and scopes give for the full names, and the admin output
+// does not tell them apart.
+//
 // External registries contribute at read time through Source (counters and
 // gauges) and HistogramSource: the Proxy-Wasm host's metric registry is added
 // with AddCustomSource and is listed under the names the filter defined.

@@ -109,10 +109,13 @@ func (s *Store) extract(st stat) *extracted {
 		x := &b.tags[st.slot]
 		if x.family == "" {
 			*x = s.extractLocked(st.name, false, true)
-			// The stats of a block mostly share their labels.
+			// The stats of a block mostly share their labels: keep one
+			// copy of those of the first stat extracted.
 			for i := range b.tags {
-				if l := b.tags[i].labels; i != int(st.slot) && l == x.labels {
-					x.labels = l
+				if y := &b.tags[i]; y != x && y.family != "" {
+					if y.labels == x.labels {
+						x.labels = y.labels
+					}
 					break
 				}
 			}
