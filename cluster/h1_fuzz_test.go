@@ -31,8 +31,8 @@ func FuzzH1ResponseHead(f *testing.F) {
 		if end < 0 {
 			return
 		}
-		hd, err := parseH1Head(b[:end])
-		if err != nil {
+		var hd h1Head
+		if err := parseH1Head(b[:end], &hd); err != nil {
 			return
 		}
 		if hd.code < 100 || hd.code > 999 || hd.major != 1 {

@@ -53,7 +53,7 @@ func findHeadEnd(b []byte) int {
 // parseH1Head parses one complete response head (as found by
 // findHeadEnd). Header names come out in http.Header's canonical form;
 // names and values share one string copy of the head.
-func parseH1Head(b []byte) (*h1Head, error) {
+func parseH1Head(b []byte, hd *h1Head) error {
 	// Count the lines to size the header map and its value slices in one
 	// allocation each, as textproto does.
 	lines := 0
@@ -64,9 +64,9 @@ func parseH1Head(b []byte) (*h1Head, error) {
 	}
 	s := string(b)
 	line, rest := cutLine(s)
-	hd := &h1Head{}
+	*hd = h1Head{}
 	if err := parseStatusLine(line, hd); err != nil {
-		return nil, err
+		return err
 	}
 	n := max(lines-2, 0)
 	hd.header = make(http.Header, n)
@@ -75,18 +75,18 @@ func parseH1Head(b []byte) (*h1Head, error) {
 	for {
 		line, rest = cutLine(rest)
 		if line == "" {
-			return hd, nil
+			return nil
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			// obs-fold: a continuation of the previous field's value.
 			vv := hd.header[last]
 			if last == "" || len(vv) == 0 {
-				return nil, fmt.Errorf("%w: continuation line %q", errH1MalformedHeader, clip(line))
+				return fmt.Errorf("%w: continuation line %q", errH1MalformedHeader, clip(line))
 			}
 			v := trimOWS(line)
 			switch {
 			case !validFieldValue(v):
-				return nil, fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, last)
+				return fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, last)
 			case vv[len(vv)-1] == "":
 				vv[len(vv)-1] = v
 			case v != "":
@@ -96,15 +96,15 @@ func parseH1Head(b []byte) (*h1Head, error) {
 		}
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
-			return nil, fmt.Errorf("%w: %q", errH1MalformedHeader, clip(line))
+			return fmt.Errorf("%w: %q", errH1MalformedHeader, clip(line))
 		}
 		key, ok := canonicalKey(line[:colon])
 		if !ok {
-			return nil, fmt.Errorf("%w: field name %q", errH1MalformedHeader, clip(line[:colon]))
+			return fmt.Errorf("%w: field name %q", errH1MalformedHeader, clip(line[:colon]))
 		}
 		v := trimOWS(line[colon+1:])
 		if !validFieldValue(v) {
-			return nil, fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, key)
+			return fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, key)
 		}
 		last = key
 		if vv, ok := hd.header[key]; ok {

@@ -21,10 +21,19 @@ var (
 	errH1BodyBusy   = errors.New("concurrent reads of a response body")
 )
 
+// h1Resp is what a response allocates.
+type h1Resp struct {
+	resp http.Response
+	body h1Body
+	head h1Head
+}
+
 // newResponse builds the response from its head and sets up its body.
-func (pc *h1Conn) newResponse(req *http.Request, hd *h1Head) (*http.Response, error) {
+func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, error) {
+	hd := &r.head
 	h := hd.header
-	resp := &http.Response{
+	resp := &r.resp
+	*resp = http.Response{
 		Status:     hd.status,
 		StatusCode: hd.code,
 		Proto:      hd.proto,
@@ -125,11 +134,14 @@ func (pc *h1Conn) newResponse(req *http.Request, hd *h1Head) (*http.Response, er
 	}
 	switch {
 	case chunked && !head && bodyAllowed:
-		resp.Body = &h1Body{pc: pc, resp: resp, kind: h1Chunked, cr: httputil.NewChunkedReader(pc.br)}
+		r.body = h1Body{pc: pc, resp: resp, kind: h1Chunked, cr: httputil.NewChunkedReader(pc.br)}
+		resp.Body = &r.body
 	case length > 0:
-		resp.Body = &h1Body{pc: pc, resp: resp, kind: h1Fixed, n: length}
+		r.body = h1Body{pc: pc, resp: resp, kind: h1Fixed, n: length}
+		resp.Body = &r.body
 	case length < 0 && resp.Close && !chunked:
-		resp.Body = &h1Body{pc: pc, resp: resp, kind: h1UntilClose}
+		r.body = h1Body{pc: pc, resp: resp, kind: h1UntilClose}
+		resp.Body = &r.body
 	default:
 		resp.Body = http.NoBody
 		pc.release()
