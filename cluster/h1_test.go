@@ -532,7 +532,7 @@ func TestH1StaleConnection(t *testing.T) {
 	time.Sleep(2 * h1PeekAfter) // idle long enough to be checked
 	fresh := newReq(t, http.MethodGet, "/fresh", nil)
 	fresh.Body = io.NopCloser(&streamBody{}) // not replayable
-	roundTrip(t, c, fresh) // conn #2, first request
+	roundTrip(t, c, fresh)                   // conn #2, first request
 
 	cases := []struct {
 		name     string
