@@ -11,9 +11,10 @@
 // and Get is a lock-free map read, so the xDS client can apply CDS and EDS
 // updates one resource at a time while traffic flows.
 //
-// A *Cluster serves requests with RoundTrip (HTTP, through pooled net/http
-// transports: HTTP/1.1 keep-alive, HTTP/2 over TLS by ALPN or h2c prior
-// knowledge, chosen by http2_protocol_options or the
+// A *Cluster serves requests with RoundTrip (HTTP, through pooled
+// connections: HTTP/1.1 keep-alive with the package's own client (h1.go),
+// HTTP/2 over TLS by ALPN or h2c prior knowledge with net/http's, chosen by
+// http2_protocol_options or the
 // envoy.extensions.upstreams.http.v3.HttpProtocolOptions extension) and
 // connections with Dial (the TCP proxy). Both pick a host with the cluster's
 // load balancer (package lb) over the healthy hosts of Envoy's priority

@@ -104,6 +104,13 @@ func (t *h1Transport) dial(ctx context.Context, h *Host) (*h1Conn, error) {
 		cs := tc.ConnectionState()
 		pc.tlsState = &cs
 	}
+	if tc := trackedOf(conn); tc != nil {
+		f := pc.connClosed
+		tc.onClose.Store(&f)
+		if tc.closed.Load() { // closed before the hook was in place
+			pc.closed.Store(true)
+		}
+	}
 	if rc := rawConnOf(conn); rc != nil {
 		pc.peek = newSocketPeeker(rc)
 	}
@@ -112,11 +119,16 @@ func (t *h1Transport) dial(ctx context.Context, h *Host) (*h1Conn, error) {
 	return pc, nil
 }
 
-func rawConnOf(c net.Conn) syscall.RawConn {
+func trackedOf(c net.Conn) *trackedConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	if tc, ok := c.(*trackedConn); ok {
+	tc, _ := c.(*trackedConn)
+	return tc
+}
+
+func rawConnOf(c net.Conn) syscall.RawConn {
+	if tc := trackedOf(c); tc != nil {
 		c = tc.Conn
 	}
 	if sc, ok := c.(syscall.Conn); ok {
@@ -201,7 +213,7 @@ func (t *h1Transport) put(pc *h1Conn) {
 		st = &h1Stack{}
 		t.idle[pc.h] = st
 	}
-	if len(st.conns) >= t.maxIdle {
+	if len(st.conns) >= t.maxIdle || pc.closed.Load() {
 		t.mu.Unlock()
 		pc.close()
 		return
@@ -278,13 +290,26 @@ func (t *h1Transport) closeIdle() {
 }
 
 func (pc *h1Conn) close() {
-	if !pc.closed.CompareAndSwap(false, true) {
-		return
+	if pc.closed.CompareAndSwap(false, true) {
+		_ = pc.conn.Close()
+	}
+}
+
+// connClosed runs when the connection closes, by us or by the cluster
+// (its host went away, the cluster drained): an idle connection leaves
+// the pool at once, and its timer stops.
+func (pc *h1Conn) connClosed() {
+	pc.closed.Store(true)
+	t := pc.t
+	t.mu.Lock()
+	if pc.inIdle {
+		t.removeIdleLocked(pc)
 	}
 	if pc.timer != nil {
 		pc.timer.Stop()
+		pc.armed = false
 	}
-	_ = pc.conn.Close()
+	t.mu.Unlock()
 }
 
 // watch makes the request's context abort blocked reads and writes on the

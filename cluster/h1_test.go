@@ -752,3 +752,21 @@ func TestH1CloseIdleOnClusterClose(t *testing.T) {
 	c.Close()
 	eventually(t, func() bool { return s.closed.Load() == 1 })
 }
+
+func TestH1ConnClosedByClusterLeavesPool(t *testing.T) {
+	s := startCounting(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	c := h1Cluster(t, s.addr(), 0)
+	roundTrip(t, c, newReq(t, http.MethodGet, "/", nil))
+	if n := c.tr.h1.idleLen(); n != 1 {
+		t.Fatalf("%d idle connections, want 1", n)
+	}
+	// What a host removal does to the host's connections.
+	c.conns.closeAll(c.Hosts()[0])
+	if n := c.tr.h1.idleLen(); n != 0 {
+		t.Fatalf("%d idle connections after closeAll, want 0", n)
+	}
+	roundTrip(t, c, newReq(t, http.MethodGet, "/", nil))
+	if n := s.opened.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+}

@@ -249,9 +249,10 @@ func (c *Cluster) dialHealthCheck(ctx context.Context, network, addr string, h2 
 // cluster close it when its host goes away or the cluster drains.
 type trackedConn struct {
 	net.Conn
-	c      *Cluster
-	h      *Host
-	closed atomic.Bool
+	c       *Cluster
+	h       *Host
+	closed  atomic.Bool
+	onClose atomic.Pointer[func()] // run once when the connection closes
 }
 
 func (c *Cluster) track(raw net.Conn, h *Host) *trackedConn {
@@ -291,6 +292,9 @@ func (t *trackedConn) Close() error {
 			t.h.cxActive.Add(-1)
 		}
 		c.conns.remove(t)
+		if f := t.onClose.Load(); f != nil {
+			(*f)()
+		}
 	}
 	return t.Conn.Close()
 }
