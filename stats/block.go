@@ -93,7 +93,7 @@ type Block struct {
 	extraC   map[string]*Counter
 	extraG   map[string]*Gauge
 
-	tags []extracted // Prometheus view per slot, guarded by store.tagMu
+	tags []blockTags // Prometheus view per slot, guarded by store.tagMu
 }
 
 // Block returns the block of set under prefix ("cluster.backend." or

@@ -8,13 +8,13 @@ import (
 // stat is one row of an output: a counter or gauge value, or a histogram.
 type stat struct {
 	name   string // as shown
-	kind   Kind
 	value  uint64
 	hist   *Histogram
-	custom bool // from a custom source: tags see CustomNamespace+"."+name
-	used   bool
 	blk    *Block // a block's stat, at slot (counters then gauges)
 	slot   int32
+	kind   Kind
+	custom bool // from a custom source: tags see CustomNamespace+"."+name
+	used   bool
 }
 
 // snapshot reads the store and its sources once: scalars (counters and
@@ -22,11 +22,19 @@ type stat struct {
 // store's stats come first when a source repeats a name.
 func (s *Store) snapshot(o WriteOptions) (scalars, hists []stat) {
 	s.mu.RLock()
-	counters := make([]stat, 0, len(s.counters))
+	n := len(s.counters)
+	for _, b := range s.blocks {
+		n += len(b.counters) + len(b.extraC)
+	}
+	counters := make([]stat, 0, n)
 	for _, c := range s.counters {
 		counters = append(counters, stat{name: c.n.prefix, kind: KindCounter, value: c.Value(), used: c.Used()})
 	}
-	gauges := make([]stat, 0, len(s.gauges))
+	n = len(s.gauges)
+	for _, b := range s.blocks {
+		n += len(b.gauges) + len(b.extraG)
+	}
+	gauges := make([]stat, 0, n)
 	for _, g := range s.gauges {
 		gauges = append(gauges, stat{name: g.n.prefix, kind: KindGauge, value: g.Value(), used: g.Used()})
 	}
@@ -41,6 +49,7 @@ func (s *Store) snapshot(o WriteOptions) (scalars, hists []stat) {
 	s.mu.RUnlock()
 
 	seen := make(map[string]bool, len(counters)+len(gauges)+len(histograms))
+	scalars = make([]stat, 0, len(counters)+len(gauges))
 	add := func(st stat, used bool) {
 		if !o.wants(st.kind) || !o.keep(st.name, used) {
 			return
@@ -98,63 +107,62 @@ type extracted struct {
 	labels string // formatted labels without braces: a="x",b="y"
 }
 
-func (s *Store) extract(st stat) *extracted {
+// familyNames are a tag-extracted name and its Prometheus name, shared by
+// the cached views of the blocks' stats (the same stat of every cluster).
+type familyNames struct{ family, metric string }
+
+// blockTags is the cached Prometheus view of one stat of a block.
+type blockTags struct {
+	names  *familyNames
+	labels string
+}
+
+func (s *Store) extract(st stat) extracted {
 	s.tagMu.Lock()
 	defer s.tagMu.Unlock()
 	if b := st.blk; b != nil {
 		// A block's stats are cached in the block (and go with it).
 		if b.tags == nil {
-			b.tags = make([]extracted, b.name.set.size())
+			b.tags = make([]blockTags, b.name.set.size())
 		}
-		x := &b.tags[st.slot]
-		if x.family == "" {
-			*x = s.extractLocked(st.name, false, true)
+		t := &b.tags[st.slot]
+		if t.names == nil {
+			x := s.extractLocked(st.name, false)
+			t.names = s.famNames[x.family]
+			if t.names == nil {
+				t.names = &familyNames{family: x.family, metric: x.metric}
+				s.famNames[x.family] = t.names
+			}
+			t.labels = x.labels
 			// The stats of a block mostly share their labels: keep one
 			// copy of those of the first stat extracted.
 			for i := range b.tags {
-				if y := &b.tags[i]; y != x && y.family != "" {
-					if y.labels == x.labels {
-						x.labels = y.labels
+				if u := &b.tags[i]; u != t && u.names != nil {
+					if u.labels == t.labels {
+						t.labels = u.labels
 					}
 					break
 				}
 			}
 		}
-		return x
+		return extracted{family: t.names.family, metric: t.names.metric, labels: t.labels}
 	}
 	key := st.name
 	if st.custom {
 		key = CustomNamespace + "." + st.name
 	}
 	if x, ok := s.tagCache[key]; ok {
-		return x
+		return *x
 	}
-	x := s.extractLocked(key, st.custom, false)
+	x := s.extractLocked(key, st.custom)
 	s.tagCache[key] = &x
-	return &x
-}
-
-// extractLocked computes the Prometheus view of a name; s.tagMu is held.
-// With intern, family and metric names are shared with the other stats that
-// have them (the same stat of every cluster).
-func (s *Store) extractLocked(key string, custom, intern bool) extracted {
-	name, tags := s.opts.Tags.Extract(key)
-	x := extracted{family: name, metric: PrometheusName(name, custom), labels: formatLabels(tags)}
-	if intern {
-		x.family = s.intern(x.family)
-		if x.metric != "" {
-			x.metric = s.intern(x.metric)
-		}
-	}
 	return x
 }
 
-func (s *Store) intern(v string) string {
-	if w, ok := s.interned[v]; ok {
-		return w
-	}
-	s.interned[v] = v
-	return v
+// extractLocked computes the Prometheus view of a name; s.tagMu is held.
+func (s *Store) extractLocked(key string, custom bool) extracted {
+	name, tags := s.opts.Tags.Extract(key)
+	return extracted{family: name, metric: PrometheusName(name, custom), labels: formatLabels(tags)}
 }
 
 // PrometheusName turns a tag-extracted stat name into a Prometheus metric

@@ -43,8 +43,8 @@ type Store struct {
 	kids       map[string]map[string]struct{} // prefix tree of the blocks' prefixes
 
 	tagMu    sync.Mutex
-	tagCache map[string]*extracted // by name ("wasmcustom."-prefixed for custom sources), stats outside blocks
-	interned map[string]string     // tag-extracted and Prometheus names, shared by the blocks' caches
+	tagCache map[string]*extracted   // by name ("wasmcustom."-prefixed for custom sources), stats outside blocks
+	famNames map[string]*familyNames // by tag-extracted name, shared by the blocks' caches
 }
 
 // New returns an empty store.
@@ -62,7 +62,7 @@ func New(opts Options) *Store {
 		blocks:     map[string]*Block{},
 		kids:       map[string]map[string]struct{}{},
 		tagCache:   map[string]*extracted{},
-		interned:   map[string]string{},
+		famNames:   map[string]*familyNames{},
 	}
 	s.root = newScope(s, "")
 	s.scopes[""] = s.root

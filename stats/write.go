@@ -168,7 +168,8 @@ func (s *Store) WritePrometheus(w io.Writer, o WriteOptions) error {
 	scalars, hists := s.snapshot(o)
 	bw := bufio.NewWriter(w)
 
-	var counters, gauges []stat
+	counters := make([]stat, 0, len(scalars))
+	var gauges []stat
 	for _, st := range scalars {
 		if st.kind == KindCounter {
 			counters = append(counters, st)
@@ -180,7 +181,7 @@ func (s *Store) WritePrometheus(w io.Writer, o WriteOptions) error {
 		for _, f := range s.families(group) {
 			fmt.Fprintf(bw, "# TYPE %s %s\n", f.metric, f.kind)
 			for _, m := range f.members {
-				fmt.Fprintf(bw, "%s{%s} %d\n", f.metric, m.x.labels, m.st.value)
+				fmt.Fprintf(bw, "%s{%s} %d\n", f.metric, m.labels, m.st.value)
 			}
 		}
 	}
@@ -192,7 +193,7 @@ func (s *Store) WritePrometheus(w io.Writer, o WriteOptions) error {
 			fmt.Fprintf(bw, "# TYPE %s histogram\n", f.metric)
 		}
 		for _, m := range f.members {
-			labels := m.x.labels
+			labels := m.labels
 			sep := ""
 			if labels != "" {
 				sep = ","
@@ -219,8 +220,8 @@ func (s *Store) WritePrometheus(w io.Writer, o WriteOptions) error {
 }
 
 type member struct {
-	st stat
-	x  *extracted
+	st     stat
+	labels string
 }
 
 type family struct {
@@ -248,7 +249,7 @@ func (s *Store) families(stats []stat) []*family {
 		} else if compareTokens(x.family, f.key) < 0 {
 			f.key = x.family
 		}
-		f.members = append(f.members, member{st, x})
+		f.members = append(f.members, member{st, x.labels})
 	}
 	slices.SortFunc(out, func(a, b *family) int {
 		if c := compareTokens(a.key, b.key); c != 0 {
