@@ -444,8 +444,7 @@ func (pc *h1Conn) exchange(req *http.Request, rb *h1ReqBody) (*http.Response, in
 	async := rb.async()
 	if async {
 		if err := pc.bw.Flush(); err != nil {
-			pc.fail()
-			return nil, failWrite, pc.ioErr(err)
+			return pc.writeFailed(req, err)
 		}
 		pc.wstate.Store(wRunning)
 		// The writer gets its own copy: a retry may rewind rb while a
@@ -453,16 +452,16 @@ func (pc *h1Conn) exchange(req *http.Request, rb *h1ReqBody) (*http.Response, in
 		wb := *rb
 		go pc.writeBody(req, &wb)
 	} else {
-		if err := rb.writeSmall(pc.bw); err != nil {
+		err := rb.writeSmall(pc.bw)
+		if err != nil && errors.Is(err, errH1BodyRead) {
 			pc.fail()
-			if errors.Is(err, errH1BodyRead) {
-				return nil, failLate, pc.ioErr(err)
-			}
-			return nil, failWrite, pc.ioErr(err)
+			return nil, failLate, pc.ioErr(err)
 		}
-		if err := pc.bw.Flush(); err != nil {
-			pc.fail()
-			return nil, failWrite, pc.ioErr(err)
+		if err == nil {
+			err = pc.bw.Flush()
+		}
+		if err != nil {
+			return pc.writeFailed(req, err)
 		}
 		closeReqBody(req)
 	}
@@ -477,15 +476,33 @@ func (pc *h1Conn) exchange(req *http.Request, rb *h1ReqBody) (*http.Response, in
 	return resp, failNone, nil
 }
 
-// writeBody sends a streaming request body (from its own goroutine). A
-// failure closes the connection, which ends the response read as well.
+// writeFailed handles a failed write of the request: the upstream may
+// have answered and closed before taking all of it (a 413, say), and that
+// answer wins, as in net/http; else the write error is the exchange's.
+func (pc *h1Conn) writeFailed(req *http.Request, werr error) (*http.Response, int, error) {
+	pc.keepAlive = false
+	if pc.ctx.Err() == nil {
+		if resp, _, err := pc.readResponse(req); err == nil {
+			closeReqBody(req)
+			return resp, failNone, nil
+		}
+	}
+	pc.fail()
+	return nil, failWrite, pc.ioErr(werr)
+}
+
+// writeBody sends a streaming request body (from its own goroutine). When
+// reading the body fails, the connection closes, which ends the exchange;
+// when writing it fails, the response read goes on (the upstream may have
+// answered before it closed) and the connection is not reused.
 func (pc *h1Conn) writeBody(req *http.Request, rb *h1ReqBody) {
 	err := rb.writeStream(pc.bw)
 	closeReqBody(req)
 	if err != nil {
 		pc.werr = pc.ioErr(err)
-		pc.wstate.CompareAndSwap(wRunning, wFailed)
-		pc.close()
+		if !pc.wstate.CompareAndSwap(wRunning, wFailed) || errors.Is(err, errH1BodyRead) {
+			pc.close()
+		}
 		return
 	}
 	if !pc.wstate.CompareAndSwap(wRunning, wDone) {

@@ -770,3 +770,26 @@ func TestH1ConnClosedByClusterLeavesPool(t *testing.T) {
 		t.Fatalf("%d connections, want 2", n)
 	}
 }
+
+func TestH1EarlyResponse(t *testing.T) {
+	// The upstream answers 413 after the head and closes without reading
+	// the body: the answer reaches the caller, the write error does not.
+	s := startRaw(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbig")
+		c.(*net.TCPConn).CloseWrite()
+		time.Sleep(50 * time.Millisecond) // let the client read before the reset
+	})
+	c := h1Cluster(t, s.addr(), 0)
+	for _, size := range []int{60 << 10, 16 << 20} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			req := newReq(t, http.MethodPost, "/upload", bytes.NewReader(make([]byte, size)))
+			resp, body := roundTrip(t, c, req)
+			if resp.StatusCode != 413 || string(body) != "big" {
+				t.Fatalf("%d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
