@@ -12,6 +12,7 @@ import (
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"go.uber.org/zap"
@@ -34,6 +35,9 @@ type Deps struct {
 	Stats    *stats.Store
 	// ClusterExists validates route clusters (validate_clusters).
 	ClusterExists func(string) bool
+	// RDS supplies the route configurations named in rds; nil when the
+	// server has no dynamic_resources (rds is then an error).
+	RDS RouteProvider
 	// AccessLogs opens (and shares) access log files by path.
 	AccessLogs *LogFiles
 	Now        func() time.Time
@@ -60,10 +64,16 @@ type Manager struct {
 	now        func() time.Time
 	Codec      Codec
 	statPrefix string
-	routes     *route.Table
+	// routes is the route table with the filter plan of each route;
+	// RDS swaps it atomically.
+	routes     *routeSet
 	chain      *filterchain.Chain
-	plans      map[*route.Route]*filterchain.Plan
 	accessLogs []*accessLog
+	// rdsName is the route configuration followed over RDS, rdsCancel
+	// stops following it.
+	rdsName       string
+	rdsCancel     func()
+	clusterExists func(string) bool
 
 	useRemoteAddress  bool
 	xffTrustedHops    uint32
@@ -122,7 +132,9 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 		"normalize_path", "merge_slashes", "add_user_agent", "access_log_flush_interval",
 		"stream_flush_timeout", "strip_matching_host_port", "internal_address_config")
 	if rds := cfg.GetRds(); rds != nil {
-		errs = append(errs, errors.New("rds: route discovery (RDS) is not supported yet; use route_config"))
+		if err := compileRDS(rds, d); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if cfg.GetScopedRoutes() != nil {
 		errs = append(errs, errors.New("scoped_routes: not supported"))
@@ -212,39 +224,43 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 	}
 
 	var err error
-	rc := cfg.GetRouteConfig()
-	m.routes, err = route.Compile(rc, route.CompileOptions{
-		ClusterExists:             d.ClusterExists,
-		ValidateClustersByDefault: d.ClusterExists != nil,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("route_config %q: %w", rc.GetName(), err)
-	}
+	m.clusterExists = d.ClusterExists
 	m.chain, err = filterchain.CompileChain(ctx, cfg.GetHttpFilters(), d.Registry, d.Env)
 	if err != nil {
 		return nil, err
 	}
-	m.plans = map[*route.Route]*filterchain.Plan{}
-	var planErr error
-	m.routes.Routes(func(r *route.Route) bool {
-		p, err := m.chain.PlanFor(ctx, func(name string) filterchain.Override {
-			o := r.FilterOverride(name)
-			return filterchain.Override{Config: o.Config, Explicit: o.Explicit, Disabled: o.Disabled, Optional: o.Optional}
-		})
-		if err != nil {
-			planErr = fmt.Errorf("route_config %q route %q: %w", rc.GetName(), r.Name, err)
-			return false
-		}
-		m.plans[r] = p
-		return true
-	})
-	if planErr != nil {
-		m.chain.Close()
-		return nil, planErr
-	}
 	if _, ok := m.chain.Default.Terminal().(*router.Config); !ok {
 		m.chain.Close()
 		return nil, errors.New("http_filters: the last filter must be envoy.filters.http.router")
+	}
+	m.routes = &routeSet{}
+	if rds := cfg.GetRds(); rds != nil {
+		// Until the route configuration arrives (or when it never does)
+		// the manager has no routes: every request is a 404 NR, as in
+		// Envoy once the listener stopped warming.
+		m.rdsName = rds.GetRouteConfigName()
+		empty, err := m.compileRoutes(ctx, &routev3.RouteConfiguration{Name: m.rdsName}, route.CompileOptions{}, false)
+		if err != nil {
+			m.chain.Close()
+			return nil, err
+		}
+		m.routes.swap(empty)
+		m.rdsCancel, err = d.RDS.WatchRoutes(m.rdsName, m)
+		if err != nil {
+			m.chain.Close()
+			return nil, fmt.Errorf("rds.route_config_name %q: %w", m.rdsName, err)
+		}
+	} else {
+		rc := cfg.GetRouteConfig()
+		snap, err := m.compileRoutes(ctx, rc, route.CompileOptions{
+			ClusterExists:             d.ClusterExists,
+			ValidateClustersByDefault: d.ClusterExists != nil,
+		}, true)
+		if err != nil {
+			m.chain.Close()
+			return nil, err
+		}
+		m.routes.swap(snap)
 	}
 	st := d.Stats
 	if st == nil {
@@ -266,15 +282,24 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 	return m, nil
 }
 
-// Routes is the compiled route table.
-func (m *Manager) Routes() *route.Table { return m.routes }
+// Routes is the current route table.
+func (m *Manager) Routes() *route.Table { return m.routes.cur.Load().table }
 
-// Close releases the filters' resources (Wasm plugins).
-func (m *Manager) Close() { m.chain.Close() }
+// Close stops following RDS and releases the filters' resources (Wasm
+// plugins).
+func (m *Manager) Close() {
+	if m.rdsCancel != nil {
+		m.rdsCancel()
+	}
+	m.chain.Close()
+}
 
 // planFor returns the route's plan, or the default plan.
 func (m *Manager) planFor(r *route.Route) *filterchain.Plan {
-	if p, ok := m.plans[r]; ok {
+	if r == nil {
+		return m.chain.Default
+	}
+	if p, ok := m.routes.plan(r); ok {
 		return p
 	}
 	return m.chain.Default
