@@ -410,7 +410,8 @@ func (t *h1Transport) roundTrip(req *http.Request, h *Host) (*http.Response, err
 			return resp, nil
 		}
 		if attempt == 0 && pc.reused && ctx.Err() == nil && rb.retryable(req, stage) {
-			if rb, err = rb.rewind(req); err == nil {
+			if nb, rerr := rb.rewind(req); rerr == nil {
+				rb = nb
 				continue
 			}
 		}
