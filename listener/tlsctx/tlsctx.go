@@ -12,6 +12,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -27,6 +29,16 @@ const TypeURL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.D
 // by name; the server implements it.
 type SecretLookup interface {
 	Secret(name string) (*tlsv3.Secret, bool)
+}
+
+// SDSLookup is implemented by a SecretLookup that also serves secrets
+// over SDS (an SdsSecretConfig with sds_config). SDSSecret checks the
+// config source and returns a reader of the secret's current value: nil
+// until the first one arrives, a new pointer for every accepted update.
+// The reader must be cheap and safe for concurrent use: it is called at
+// every handshake.
+type SDSLookup interface {
+	SDSSecret(name string, source *corev3.ConfigSource) (func() *tlsv3.Secret, error)
 }
 
 // Stats are Envoy's ssl.* counters of the context's owner
@@ -69,20 +81,25 @@ type CertSource struct {
 
 // Server is a compiled DownstreamTlsContext.
 type Server struct {
-	// Config is the handshake configuration; use it as is (it selects
-	// ALPN leniently and enforces require_sni itself).
+	// Config is the handshake configuration; use it as is: its
+	// GetConfigForClient enforces require_sni, selects ALPN leniently and
+	// serves the current certificates and validation context of SDS
+	// secrets (a rotated secret takes effect at the next handshake).
 	Config *tls.Config
 	// CA are the trusted CA certificates, Chain the leaf of each
-	// tls_certificate (for the admin's /certs).
+	// tls_certificate, as compiled; Certificates has the current ones.
 	CA, Chain []CertSource
 
-	alpn       []string
-	requireSNI bool
-	stats      *Stats
+	b     *builder
+	state atomic.Pointer[state]
+	mu    sync.Mutex // serialises rebuilds after a secret rotation
 }
 
 // Compile compiles a DownstreamTlsContext. Errors name the field under
-// the given path prefix.
+// the given path prefix. Secrets with an sds_config are read through
+// secrets' SDSLookup; one that has not arrived yet leaves its certificate
+// (or validation context) out until it does: the xDS client warms the
+// listener meanwhile.
 func Compile(path string, dtc *tlsv3.DownstreamTlsContext, secrets SecretLookup, st *Stats) (*Server, error) {
 	if err := dtc.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -97,8 +114,9 @@ func Compile(path string, dtc *tlsv3.DownstreamTlsContext, secrets SecretLookup,
 	if dtc.GetOcspStaplePolicy() != tlsv3.DownstreamTlsContext_LENIENT_STAPLING {
 		errs = append(errs, fmt.Errorf("%s.ocsp_staple_policy: only LENIENT_STAPLING is implemented (no OCSP stapling)", path))
 	}
-	s := &Server{requireSNI: dtc.GetRequireSni().GetValue(), stats: st}
+	b := &builder{require: dtc.GetRequireClientCertificate().GetValue(), requireSNI: dtc.GetRequireSni().GetValue(), stats: st}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13}
+	b.base = cfg
 	ctc := dtc.GetCommonTlsContext()
 	cp := path + ".common_tls_context"
 	if ctc == nil {
@@ -117,14 +135,17 @@ func Compile(path string, dtc *tlsv3.DownstreamTlsContext, secrets SecretLookup,
 			errs = append(errs, err)
 			continue
 		}
-		cfg.Certificates = append(cfg.Certificates, cert)
-		s.Chain = append(s.Chain, src)
+		b.certs = append(b.certs, certSlot{path: p, cert: cert, src: src})
 	}
 	for i, sc := range ctc.GetTlsCertificateSdsSecretConfigs() {
 		p := fmt.Sprintf("%s.tls_certificate_sds_secret_configs[%d]", cp, i)
-		sec, err := lookup(p, sc, secrets)
+		sec, load, err := lookup(p, sc, secrets)
 		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if load != nil {
+			b.certs = append(b.certs, certSlot{path: p, name: sc.GetName(), load: load})
 			continue
 		}
 		tc := sec.GetTlsCertificate()
@@ -137,58 +158,58 @@ func Compile(path string, dtc *tlsv3.DownstreamTlsContext, secrets SecretLookup,
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))
 			continue
 		}
-		cfg.Certificates = append(cfg.Certificates, cert)
-		s.Chain = append(s.Chain, src)
+		b.certs = append(b.certs, certSlot{path: p, cert: cert, src: src})
 	}
-	if len(cfg.Certificates) == 0 && len(errs) == 0 {
+	if len(ctc.GetTlsCertificates())+len(ctc.GetTlsCertificateSdsSecretConfigs()) == 0 && len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("%s: no tls_certificates or tls_certificate_sds_secret_configs (a server needs a certificate)", cp))
 	}
-	s.alpn = ctc.GetAlpnProtocols()
-	cfg.NextProtos = s.alpn
+	b.alpn = ctc.GetAlpnProtocols()
+	cfg.NextProtos = b.alpn
 
 	// Validation context: inline, by secret, or combined.
-	var vc *tlsv3.CertificateValidationContext
-	vp := cp + ".validation_context"
+	vs := &b.vc
 	switch {
 	case ctc.GetValidationContext() != nil:
-		vc = ctc.GetValidationContext()
+		vs.set, vs.path, vs.inline = true, cp+".validation_context", ctc.GetValidationContext()
 	case ctc.GetValidationContextSdsSecretConfig() != nil:
-		vp = cp + ".validation_context_sds_secret_config"
-		sec, err := lookup(vp, ctc.GetValidationContextSdsSecretConfig(), secrets)
-		if err != nil {
+		vs.set, vs.path = true, cp+".validation_context_sds_secret_config"
+		sc := ctc.GetValidationContextSdsSecretConfig()
+		sec, load, err := lookup(vs.path, sc, secrets)
+		switch {
+		case err != nil:
 			errs = append(errs, err)
-		} else if vc = sec.GetValidationContext(); vc == nil {
-			errs = append(errs, fmt.Errorf("%s: secret %q is not a validation_context", vp, sec.GetName()))
+		case load != nil:
+			vs.name, vs.load = sc.GetName(), load
+		default:
+			if vs.inline = sec.GetValidationContext(); vs.inline == nil {
+				errs = append(errs, fmt.Errorf("%s: secret %q is not a validation_context", vs.path, sec.GetName()))
+			}
 		}
 	case ctc.GetCombinedValidationContext() != nil:
 		cvc := ctc.GetCombinedValidationContext()
-		vp = cp + ".combined_validation_context"
-		errs = append(errs, protocheck.Only(vp, cvc, "default_validation_context", "validation_context_sds_secret_config")...)
-		sec, err := lookup(vp+".validation_context_sds_secret_config", cvc.GetValidationContextSdsSecretConfig(), secrets)
-		if err != nil {
+		vs.set, vs.combined, vs.path = true, true, cp+".combined_validation_context"
+		errs = append(errs, protocheck.Only(vs.path, cvc, "default_validation_context", "validation_context_sds_secret_config")...)
+		vs.inline = cvc.GetDefaultValidationContext()
+		if vs.inline == nil {
+			vs.inline = &tlsv3.CertificateValidationContext{}
+		}
+		sc := cvc.GetValidationContextSdsSecretConfig()
+		sec, load, err := lookup(vs.path+".validation_context_sds_secret_config", sc, secrets)
+		switch {
+		case err != nil:
 			errs = append(errs, err)
-		} else if sv := sec.GetValidationContext(); sv == nil {
-			errs = append(errs, fmt.Errorf("%s.validation_context_sds_secret_config: secret %q is not a validation_context", vp, sec.GetName()))
-		} else {
-			// Envoy merges the dynamic context over the default one.
-			merged := cvc.GetDefaultValidationContext()
-			if merged == nil {
-				merged = &tlsv3.CertificateValidationContext{}
+		case load != nil:
+			vs.name, vs.load = sc.GetName(), load
+		default:
+			if sv := sec.GetValidationContext(); sv == nil {
+				errs = append(errs, fmt.Errorf("%s.validation_context_sds_secret_config: secret %q is not a validation_context", vs.path, sec.GetName()))
+			} else {
+				vs.inline = mergedVC(vs.inline, sv)
+				vs.combined = false
 			}
-			merged = cloneVC(merged)
-			mergeVC(merged, sv)
-			vc = merged
 		}
 	}
-	require := dtc.GetRequireClientCertificate().GetValue()
-	if vc != nil {
-		v, verrs := compileValidation(vp, vc)
-		errs = append(errs, verrs...)
-		if v != nil {
-			s.CA = v.caSources
-			v.apply(cfg, require, st)
-		}
-	} else if require {
+	if !vs.set && b.require {
 		errs = append(errs, fmt.Errorf("%s.require_client_certificate: needs a validation context to verify the certificate against", path))
 	}
 	if dtc.GetDisableStatelessSessionResumption() {
@@ -197,34 +218,50 @@ func Compile(path string, dtc *tlsv3.DownstreamTlsContext, secrets SecretLookup,
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.Config = cfg
-	base := cfg
-	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		if s.requireSNI && hello.ServerName == "" {
-			return nil, errors.New("tls: require_sni: the client sent no server name")
-		}
-		if len(s.alpn) > 0 && len(hello.SupportedProtos) > 0 && !overlaps(s.alpn, hello.SupportedProtos) {
-			// Envoy (BoringSSL) goes on without ALPN when nothing
-			// overlaps; Go would fail the handshake.
-			c := base.Clone()
-			c.GetConfigForClient = nil
-			c.NextProtos = nil
-			return c, nil
-		}
-		return nil, nil
+	first, berrs := b.build(b.values())
+	if len(berrs) > 0 {
+		return nil, errors.Join(berrs...)
 	}
+	s := &Server{b: b, CA: first.ca, Chain: first.chain}
+	s.state.Store(first)
+	s.Config = first.cfg.Clone()
+	s.Config.GetConfigForClient = s.configForClient
 	return s, nil
+}
+
+// configForClient picks the handshake's configuration: the current state
+// (rebuilt when an SDS secret changed), without ALPN when nothing
+// overlaps, and refuses a client without SNI when require_sni is set.
+func (s *Server) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if s.b.requireSNI && hello.ServerName == "" {
+		return nil, errors.New("tls: require_sni: the client sent no server name")
+	}
+	st := s.current()
+	if len(s.b.alpn) > 0 && len(hello.SupportedProtos) > 0 && !overlaps(s.b.alpn, hello.SupportedProtos) {
+		// Envoy (BoringSSL) goes on without ALPN when nothing
+		// overlaps; Go would fail the handshake.
+		return st.noALPN, nil
+	}
+	return st.cfg, nil
+}
+
+// Certificates returns the trusted CA certificates and the leaf of each
+// certificate that serves now (SDS secrets as last received), for the
+// admin's /certs.
+func (s *Server) Certificates() (ca, chain []CertSource) {
+	st := s.current()
+	return st.ca, st.chain
 }
 
 // CountHandshake records a handshake's outcome in the ssl.* counters.
 func (s *Server) CountHandshake(err error, cs tls.ConnectionState) {
 	if err != nil {
-		inc(s.stats.ConnectionError)
+		inc(s.b.stats.ConnectionError)
 		return
 	}
-	inc(s.stats.Handshake)
+	inc(s.b.stats.Handshake)
 	if len(cs.PeerCertificates) == 0 {
-		inc(s.stats.NoCertificate)
+		inc(s.b.stats.NoCertificate)
 	}
 }
 
@@ -237,18 +274,31 @@ func overlaps(a, b []string) bool {
 	return false
 }
 
-func lookup(path string, sc *tlsv3.SdsSecretConfig, secrets SecretLookup) (*tlsv3.Secret, error) {
-	if sc.GetSdsConfig() != nil {
-		return nil, fmt.Errorf("%s.sds_config: dynamic SDS is not supported yet; use a static secret by name", path)
+// lookup resolves an SdsSecretConfig: a static secret by name (sec), or,
+// with an sds_config, a reader of the secret SDS delivers (load).
+func lookup(path string, sc *tlsv3.SdsSecretConfig, secrets SecretLookup) (sec *tlsv3.Secret, load func() *tlsv3.Secret, err error) {
+	if errs := protocheck.Only(path, sc, "name", "sds_config"); len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	if src := sc.GetSdsConfig(); src != nil {
+		sl, ok := secrets.(SDSLookup)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s.sds_config: SDS needs an xDS client (dynamic_resources.ads_config)", path)
+		}
+		load, err := sl.SDSSecret(sc.GetName(), src)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s.sds_config: %w", path, err)
+		}
+		return nil, load, nil
 	}
 	if secrets == nil {
-		return nil, fmt.Errorf("%s: secret %q: no static secrets configured", path, sc.GetName())
+		return nil, nil, fmt.Errorf("%s: secret %q: no static secrets configured", path, sc.GetName())
 	}
 	sec, ok := secrets.Secret(sc.GetName())
 	if !ok {
-		return nil, fmt.Errorf("%s: secret %q not found in static_resources.secrets", path, sc.GetName())
+		return nil, nil, fmt.Errorf("%s: secret %q not found in static_resources.secrets", path, sc.GetName())
 	}
-	return sec, nil
+	return sec, nil, nil
 }
 
 // ReadDataSource reads a DataSource (filename, inline_bytes,
@@ -293,9 +343,13 @@ func loadCertificate(path string, tc *tlsv3.TlsCertificate) (tls.Certificate, Ce
 	if err != nil {
 		return tls.Certificate{}, CertSource{}, err
 	}
+	if _, err := parseCerts(chain); err != nil {
+		return tls.Certificate{}, CertSource{}, fmt.Errorf("%s.certificate_chain: %w", path, err)
+	}
 	cert, err := tls.X509KeyPair(chain, key)
 	if err != nil {
-		return tls.Certificate{}, CertSource{}, fmt.Errorf("%s: %w", path, err)
+		// The chain parsed: the key is unparsable or not the chain's.
+		return tls.Certificate{}, CertSource{}, fmt.Errorf("%s.private_key: %w", path, err)
 	}
 	leaf, err := x509.ParseCertificate(cert.Certificate[0])
 	if err != nil {
