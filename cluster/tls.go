@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -89,12 +91,13 @@ func compileUpstreamTLS(e *errs, p string, u *tlsv3.UpstreamTlsContext, o *Optio
 	if u.GetAllowRenegotiation() {
 		cfg.Renegotiation = tls.RenegotiateFreelyAsClient
 	}
+	sessions := 0
 	if n := u.GetMaxSessionKeys(); n == nil || n.GetValue() > 0 {
-		size := 1
+		sessions = 1
 		if n != nil {
-			size = int(n.GetValue())
+			sessions = int(n.GetValue())
 		}
-		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(size)
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(sessions)
 	}
 	ts := &tlsSettings{base: cfg}
 	ctc := u.GetCommonTlsContext()
@@ -109,9 +112,19 @@ func compileUpstreamTLS(e *errs, p string, u *tlsv3.UpstreamTlsContext, o *Optio
 			cfg.Certificates = append(cfg.Certificates, cert)
 		}
 	}
+	var dcert *sdsCert
 	for i, s := range ctc.GetTlsCertificateSdsSecretConfigs() {
 		sp := idx(cp, "tls_certificate_sds_secret_configs", i)
-		sec := lookupSecret(e, sp, s, o)
+		sec, load := lookupSecret(e, sp, s, o)
+		if load != nil {
+			if dcert != nil {
+				e.errf(at(cp, "tls_certificate_sds_secret_configs"), "a client presents one certificate; more than one SDS secret given")
+				continue
+			}
+			dcert = &sdsCert{name: s.GetName(), load: load, o: o}
+			cfg.GetClientCertificate = dcert.get
+			continue
+		}
 		if sec == nil {
 			continue
 		}
@@ -124,8 +137,8 @@ func compileUpstreamTLS(e *errs, p string, u *tlsv3.UpstreamTlsContext, o *Optio
 			cfg.Certificates = append(cfg.Certificates, cert)
 		}
 	}
-	if len(cfg.Certificates) > 1 {
-		e.errf(at(cp, "tls_certificates"), "a client presents one certificate; %d given", len(cfg.Certificates))
+	if n := len(cfg.Certificates); n > 1 || (n > 0 && cfg.GetClientCertificate != nil) {
+		e.errf(at(cp, "tls_certificates"), "a client presents one certificate; %d given", n+btoi(cfg.GetClientCertificate != nil))
 	}
 	if len(ctc.GetAlpnProtocols()) > 0 {
 		ts.alpn = slices.Clone(ctc.GetAlpnProtocols())
@@ -133,12 +146,17 @@ func compileUpstreamTLS(e *errs, p string, u *tlsv3.UpstreamTlsContext, o *Optio
 
 	var vc *tlsv3.CertificateValidationContext
 	vcPath := ""
+	var dyn *sdsValidation
 	switch {
 	case ctc.GetValidationContext() != nil:
 		vc, vcPath = ctc.GetValidationContext(), at(cp, "validation_context")
 	case ctc.GetValidationContextSdsSecretConfig() != nil:
 		sp := at(cp, "validation_context_sds_secret_config")
-		if sec := lookupSecret(e, sp, ctc.GetValidationContextSdsSecretConfig(), o); sec != nil {
+		sc := ctc.GetValidationContextSdsSecretConfig()
+		sec, load := lookupSecret(e, sp, sc, o)
+		if load != nil {
+			dyn = &sdsValidation{name: sc.GetName(), load: load, o: o}
+		} else if sec != nil {
 			if vc = sec.GetValidationContext(); vc == nil {
 				e.errf(at(sp, "name"), "secret %q is not a validation_context", sec.GetName())
 			}
@@ -151,21 +169,170 @@ func compileUpstreamTLS(e *errs, p string, u *tlsv3.UpstreamTlsContext, o *Optio
 		vcPath = at(ccp, "default_validation_context")
 		vc = proto.Clone(cc.GetDefaultValidationContext()).(*tlsv3.CertificateValidationContext)
 		if s := cc.GetValidationContextSdsSecretConfig(); s != nil {
-			if sec := lookupSecret(e, at(ccp, "validation_context_sds_secret_config"), s, o); sec != nil {
-				if dyn := sec.GetValidationContext(); dyn != nil {
-					merged := proto.Clone(dyn).(*tlsv3.CertificateValidationContext)
-					proto.Merge(merged, vc)
-					vc = merged
+			sec, load := lookupSecret(e, at(ccp, "validation_context_sds_secret_config"), s, o)
+			if load != nil {
+				dyn = &sdsValidation{name: s.GetName(), load: load, o: o, def: vc}
+				vc = nil
+			} else if sec != nil {
+				if d := sec.GetValidationContext(); d != nil {
+					vc = combineVC(vc, d)
 				}
 			}
 		}
 	}
-	if vc != nil {
+	var loads []func() *tlsv3.Secret
+	if dcert != nil {
+		loads = append(loads, dcert.load)
+	}
+	if dyn != nil {
+		cfg.VerifyConnection = dyn.verify
+		loads = append(loads, dyn.load)
+	} else if vc != nil {
 		if v := compileValidation(e, vcPath, vc, o); v != nil {
 			cfg.VerifyConnection = v.verify
 		}
 	}
+	if len(loads) > 0 && sessions > 0 {
+		// A rotated secret starts a new session cache, so that a new
+		// connection does not resume a session made with the old
+		// certificate or trust (Envoy makes a new SSL context).
+		cfg.ClientSessionCache = &sdsSessionCache{size: sessions, loads: loads, seen: make([]*tlsv3.Secret, len(loads))}
+	}
 	return ts
+}
+
+// sdsSessionCache is the client session cache of a context with SDS
+// secrets: emptied when one of them changes.
+type sdsSessionCache struct {
+	size  int
+	loads []func() *tlsv3.Secret
+	mu    sync.Mutex
+	seen  []*tlsv3.Secret
+	lru   tls.ClientSessionCache
+}
+
+func (c *sdsSessionCache) current() tls.ClientSessionCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := c.lru == nil
+	for i, load := range c.loads {
+		if v := load(); v != c.seen[i] {
+			c.seen[i], changed = v, true
+		}
+	}
+	if changed {
+		c.lru = tls.NewLRUClientSessionCache(c.size)
+	}
+	return c.lru
+}
+
+func (c *sdsSessionCache) Get(key string) (*tls.ClientSessionState, bool) {
+	return c.current().Get(key)
+}
+
+func (c *sdsSessionCache) Put(key string, cs *tls.ClientSessionState) { c.current().Put(key, cs) }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// combineVC merges a combined validation context's secret with its
+// default (the default's fields win, repeated fields append).
+func combineVC(def, dyn *tlsv3.CertificateValidationContext) *tlsv3.CertificateValidationContext {
+	merged := proto.Clone(dyn).(*tlsv3.CertificateValidationContext)
+	proto.Merge(merged, def)
+	return merged
+}
+
+// sdsCert is the client certificate of an SDS secret: read at every
+// handshake that asks for one, parsed once per value.
+type sdsCert struct {
+	name  string
+	load  func() *tlsv3.Secret
+	o     *Options
+	cache atomic.Pointer[sdsCertValue]
+}
+
+type sdsCertValue struct {
+	seen *tlsv3.Secret
+	cert *tls.Certificate
+}
+
+// get is the tls.Config's GetClientCertificate: the current secret's
+// certificate, none while the secret has not arrived. A value that does
+// not parse keeps the previous certificate.
+func (d *sdsCert) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	sec := d.load()
+	cur := d.cache.Load()
+	if cur != nil && cur.seen == sec {
+		return cur.cert, nil
+	}
+	next := &sdsCertValue{seen: sec, cert: &tls.Certificate{}}
+	if cur != nil {
+		next.cert = cur.cert
+	}
+	if tc := sec.GetTlsCertificate(); tc != nil {
+		e := &errs{resource: fmt.Sprintf("secret %q", d.name)}
+		if cert, ok := loadCertificate(e, "tls_certificate", tc, d.o); ok {
+			next.cert = &cert
+		}
+	}
+	d.cache.Store(next)
+	return next.cert, nil
+}
+
+// sdsValidation is a validation context from an SDS secret (merged with
+// the default of a combined context): compiled once per value, checked at
+// every handshake. Until the secret arrives every server is refused.
+type sdsValidation struct {
+	name  string
+	load  func() *tlsv3.Secret
+	o     *Options
+	def   *tlsv3.CertificateValidationContext // combined_validation_context's default
+	cache atomic.Pointer[sdsValidationValue]
+}
+
+type sdsValidationValue struct {
+	seen *tlsv3.Secret
+	v    *validator
+	ok   bool // a validation context compiled (v nil: nothing to check)
+}
+
+func (d *sdsValidation) current() *sdsValidationValue {
+	sec := d.load()
+	cur := d.cache.Load()
+	if cur != nil && cur.seen == sec {
+		return cur
+	}
+	next := &sdsValidationValue{seen: sec}
+	if cur != nil {
+		next.v, next.ok = cur.v, cur.ok
+	}
+	if vc := sec.GetValidationContext(); vc != nil {
+		if d.def != nil {
+			vc = combineVC(d.def, vc)
+		}
+		e := &errs{resource: fmt.Sprintf("secret %q", d.name)}
+		if v := compileValidation(e, "validation_context", vc, d.o); e.ok() {
+			next.v, next.ok = v, true
+		}
+	}
+	d.cache.Store(next)
+	return next
+}
+
+func (d *sdsValidation) verify(cs tls.ConnectionState) error {
+	cur := d.current()
+	if !cur.ok {
+		return fmt.Errorf("tls: validation context secret %q not received", d.name)
+	}
+	if cur.v == nil {
+		return nil
+	}
+	return cur.v.verify(cs)
 }
 
 var tlsVersions = map[tlsv3.TlsParameters_TlsProtocol]uint16{
@@ -234,22 +401,43 @@ func compileTLSParams(e *errs, p string, tp *tlsv3.TlsParameters, cfg *tls.Confi
 	}
 }
 
-func lookupSecret(e *errs, p string, s *tlsv3.SdsSecretConfig, o *Options) *tlsv3.Secret {
+// SDSLookup is implemented by a SecretLookup that also serves secrets
+// over SDS (an SdsSecretConfig with sds_config): SDSSecret checks the
+// config source and returns a reader of the secret's current value, nil
+// until the first arrives and a new pointer for every accepted update. A
+// cluster reads it at each new connection, so a rotation reaches new
+// connections without recompiling the cluster.
+type SDSLookup interface {
+	SDSSecret(name string, source *corev3.ConfigSource) (func() *tlsv3.Secret, error)
+}
+
+// lookupSecret resolves an SdsSecretConfig: a static secret (sec) or,
+// with an sds_config, the reader of an SDS secret (load).
+func lookupSecret(e *errs, p string, s *tlsv3.SdsSecretConfig, o *Options) (sec *tlsv3.Secret, load func() *tlsv3.Secret) {
 	e.only(p, s, "name", "sds_config")
-	if s.GetSdsConfig() != nil {
-		// Secrets are delivered by name; the source (static bootstrap
-		// secrets today, SDS later) is the SecretLookup's business.
+	if src := s.GetSdsConfig(); src != nil {
+		sl, ok := o.Secrets.(SDSLookup)
+		if !ok {
+			e.errf(at(p, "sds_config"), "SDS needs an xDS client (dynamic_resources.ads_config)")
+			return nil, nil
+		}
+		load, err := sl.SDSSecret(s.GetName(), src)
+		if err != nil {
+			e.errf(at(p, "sds_config"), "%v", err)
+			return nil, nil
+		}
+		return nil, load
 	}
 	if o.Secrets == nil {
 		e.errf(at(p, "name"), "secret %q: no secrets are available", s.GetName())
-		return nil
+		return nil, nil
 	}
 	sec, ok := o.Secrets.Secret(s.GetName())
 	if !ok || sec == nil {
 		e.errf(at(p, "name"), "unknown secret %q", s.GetName())
-		return nil
+		return nil, nil
 	}
-	return sec
+	return sec, nil
 }
 
 // readSource reads a DataSource: a file, inline bytes or string, or an

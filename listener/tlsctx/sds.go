@@ -1,6 +1,7 @@
 package tlsctx
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -153,6 +154,14 @@ func (b *builder) build(vals []*tlsv3.Secret) (*state, []error) {
 	}
 	if len(errs) > 0 {
 		return nil, errs
+	}
+	if len(vals) > 0 && !cfg.SessionTicketsDisabled {
+		// New ticket keys per secret version: a client cannot resume a
+		// session made with the previous certificate or trust (Envoy makes
+		// a new SSL context with its own keys).
+		var key [32]byte
+		_, _ = rand.Read(key[:])
+		cfg.SetSessionTicketKeys([][32]byte{key})
 	}
 	st.cfg = cfg
 	st.noALPN = cfg.Clone()
