@@ -164,6 +164,7 @@ func (s *Server) configDumpers() admin.ConfigDumpers {
 					}
 				}
 			}
+			d.DynamicRouteConfigs = s.dyn.dumpRoutes()
 			return d
 		},
 		Secrets: func() *adminv3.SecretsConfigDump {

@@ -15,9 +15,12 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"go.uber.org/zap"
 
 	"github.com/wasmesh/wasmesh/cluster"
+	"github.com/wasmesh/wasmesh/listener/hcm"
+	"github.com/wasmesh/wasmesh/route"
 	"github.com/wasmesh/wasmesh/stats"
 	"github.com/wasmesh/wasmesh/xds/client"
 )
@@ -184,8 +187,146 @@ func (d dynamicPlane) UpdateListeners(ctx context.Context, ls []*listenerv3.List
 	return nil
 }
 
+// UpdateRoutes applies route configurations discovered over RDS to the
+// connection managers following them (client.RouteUpdater).
+func (d dynamicPlane) UpdateRoutes(ctx context.Context, rcs []*routev3.RouteConfiguration, versions []string) []error {
+	return d.s.dyn.routes.update(ctx, rcs, versions)
+}
+
+// ForgetRoutes drops route configurations no listener names any more.
+func (d dynamicPlane) ForgetRoutes(names []string) { d.s.dyn.routes.forget(names) }
+
+// rdsProvider is the connection managers' source of RDS route
+// configurations; nil without an ADS stream to fetch them on.
+func (s *Server) rdsProvider() hcm.RouteProvider {
+	if s.bootstrap.GetDynamicResources().GetAdsConfig() == nil {
+		return nil
+	}
+	return &s.dyn.routes
+}
+
+// routeRegistry holds the route configurations accepted over RDS and the
+// connection managers following each. An update is compiled by every
+// manager following it before any of them swaps it in: a configuration
+// one of them rejects changes nothing.
+type routeRegistry struct {
+	mu       sync.Mutex
+	configs  map[string]routeEntry
+	watchers map[string]map[*routeWatch]struct{}
+}
+
+type routeEntry struct {
+	rc      *routev3.RouteConfiguration
+	version string
+	updated time.Time
+}
+
+type routeWatch struct{ w hcm.RouteWatcher }
+
+// WatchRoutes implements hcm.RouteProvider.
+func (r *routeRegistry) WatchRoutes(name string, w hcm.RouteWatcher) (func(), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.configs[name]; ok {
+		commit, err := w.PrepareRoutes(context.Background(), e.rc)
+		if err != nil {
+			return nil, err
+		}
+		commit()
+	}
+	if r.watchers == nil {
+		r.watchers = map[string]map[*routeWatch]struct{}{}
+	}
+	if r.watchers[name] == nil {
+		r.watchers[name] = map[*routeWatch]struct{}{}
+	}
+	rw := &routeWatch{w: w}
+	r.watchers[name][rw] = struct{}{}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			delete(r.watchers[name], rw)
+			if len(r.watchers[name]) == 0 {
+				delete(r.watchers, name)
+			}
+		})
+	}, nil
+}
+
+func (r *routeRegistry) update(ctx context.Context, rcs []*routev3.RouteConfiguration, versions []string) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	errs := make([]error, len(rcs))
+	now := time.Now()
+	for i, rc := range rcs {
+		name := rc.GetName()
+		var commits []func()
+		if len(r.watchers[name]) == 0 {
+			// No listener uses it yet (it warms): check it alone.
+			if _, err := route.Compile(rc, route.CompileOptions{}); err != nil {
+				errs[i] = err
+				continue
+			}
+		}
+		for rw := range r.watchers[name] {
+			commit, err := rw.w.PrepareRoutes(ctx, rc)
+			if err != nil {
+				errs[i] = err
+				break
+			}
+			commits = append(commits, commit)
+		}
+		if errs[i] != nil {
+			continue
+		}
+		for _, commit := range commits {
+			commit()
+		}
+		if r.configs == nil {
+			r.configs = map[string]routeEntry{}
+		}
+		r.configs[name] = routeEntry{rc: rc, version: versions[i], updated: now}
+	}
+	return errs
+}
+
+func (r *routeRegistry) forget(names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		delete(r.configs, n)
+	}
+}
+
+// dump gives /config_dump's dynamic_route_configs, sorted by name.
+func (r *routeRegistry) dump() []*adminv3.RoutesConfigDump_DynamicRouteConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.configs))
+	for n := range r.configs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*adminv3.RoutesConfigDump_DynamicRouteConfig, 0, len(names))
+	for _, n := range names {
+		e := r.configs[n]
+		a, _ := anypb.New(e.rc)
+		out = append(out, &adminv3.RoutesConfigDump_DynamicRouteConfig{VersionInfo: e.version, RouteConfig: a, LastUpdated: timestamppb.New(e.updated)})
+	}
+	return out
+}
+
+// dumpRoutes gives /config_dump's dynamic_route_configs.
+func (d *dynamicResources) dumpRoutes() []*adminv3.RoutesConfigDump_DynamicRouteConfig {
+	return d.routes.dump()
+}
+
 // dynamicResources records what xDS applied, for /config_dump.
 type dynamicResources struct {
+	// routes are the RDS route configurations (they have their own lock).
+	routes    routeRegistry
 	mu        sync.Mutex
 	clusters  map[string]dynamicEntry[*clusterv3.Cluster]
 	listeners map[string]dynamicEntry[*listenerv3.Listener]

@@ -184,6 +184,7 @@ func (s *Server) listenerDeps() listener.Deps {
 			Env:           s.env,
 			Stats:         s.Stats,
 			ClusterExists: func(n string) bool { return s.Clusters.Get(n) != nil },
+			RDS:           s.rdsProvider(),
 			AccessLogs:    s.logFiles,
 			HealthCheckFailed: func() bool {
 				a := s.adminPtr.Load()

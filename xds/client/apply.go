@@ -268,6 +268,7 @@ func (c *Client) applyListeners(ctx context.Context, next map[string]*listenerv3
 		return err
 	}
 	c.listeners = next
+	c.listenersApplied()
 	return nil
 }
 

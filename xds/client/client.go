@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -64,6 +65,16 @@ type Client struct {
 	// held are LDS responses waiting for new clusters to warm: a listener
 	// routing to a cluster that is not there yet would fail validation.
 	held []func() error
+	// RDS: accepted route configurations by name; the names whose first
+	// fetch ended (arrived, rejected or timed out); the names the serving
+	// listeners need and those listener responses not yet applied need
+	// (with their initial_fetch_timeout); when a name started waiting.
+	routes      map[string]*routev3.RouteConfiguration
+	rdsAnswered map[string]bool
+	rdsActive   map[string]time.Duration
+	rdsHeld     map[string]time.Duration
+	rdsSince    map[string]time.Time
+	ldsAnswered bool // an LDS response arrived (it may be held)
 }
 
 // subscription is the protocol state of one resource type, kept across
@@ -98,14 +109,18 @@ func New(cfg Config, dp DataPlane) *Client {
 		edsWarming:   map[string][]string{},
 		clas:         map[string]*endpointv3.ClusterLoadAssignment{},
 		listeners:    map[string]*listenerv3.Listener{},
+		routes:       map[string]*routev3.RouteConfiguration{},
+		rdsAnswered:  map[string]bool{},
+		rdsSince:     map[string]time.Time{},
 	}
 	c.connected.Set(0)
 	for _, s := range []struct{ url, prefix string }{
 		{TypeCluster, "cluster_manager.cds."},
 		{TypeEndpoint, ""},
 		{TypeListener, "listener_manager.lds."},
+		{TypeRoute, ""},
 	} {
-		sub := &subscription{typeURL: s.url, wildcard: s.url != TypeEndpoint, versions: map[string]string{}}
+		sub := &subscription{typeURL: s.url, wildcard: s.url == TypeCluster || s.url == TypeListener, versions: map[string]string{}}
 		if s.prefix != "" {
 			sub.attempt = cfg.Stats.Counter(s.prefix + "update_attempt")
 			sub.success = cfg.Stats.Counter(s.prefix + "update_success")
@@ -249,9 +264,10 @@ func (c *Client) deadlineTimer() *time.Timer {
 	for _, since := range c.pendingSince {
 		consider(since, c.cfg.CDSInitialFetchTimeout)
 	}
-	if !c.ldsInit {
+	if !c.ldsInit && !c.ldsAnswered {
 		consider(c.ldsSince, c.cfg.LDSInitialFetchTimeout)
 	}
+	c.rdsDeadlines(consider)
 	if next.IsZero() {
 		return nil
 	}
@@ -283,7 +299,8 @@ func (c *Client) onDeadline(ctx context.Context) {
 		c.subs[TypeCluster].initTimeout.Inc()
 		c.cdsInit = true
 	}
-	if !c.ldsInit && !c.ldsSince.IsZero() && c.cfg.LDSInitialFetchTimeout >= 0 && !now.Before(c.ldsSince.Add(c.cfg.LDSInitialFetchTimeout)) {
+	c.rdsTimeouts(now)
+	if !c.ldsInit && !c.ldsAnswered && !c.ldsSince.IsZero() && c.cfg.LDSInitialFetchTimeout >= 0 && !now.Before(c.ldsSince.Add(c.cfg.LDSInitialFetchTimeout)) {
 		c.log.Warn("LDS initial fetch timed out")
 		c.subs[TypeListener].initTimeout.Inc()
 		c.ldsInit = true
@@ -387,7 +404,7 @@ func (c *Client) warmingNew() bool {
 // hold defers an LDS response while new clusters warm; it reports whether
 // it did.
 func (c *Client) hold(typeURL string, handle func() error) bool {
-	if typeURL != TypeListener || (!c.warmingNew() && len(c.held) == 0) {
+	if typeURL != TypeListener || (!c.warmingNew() && !c.routesWaiting() && len(c.held) == 0) {
 		return false
 	}
 	c.held = append(c.held, handle)
@@ -397,7 +414,7 @@ func (c *Client) hold(typeURL string, handle func() error) bool {
 // flushHeld handles the held LDS responses, in order, once no new cluster
 // is warming.
 func (c *Client) flushHeld() error {
-	if len(c.held) == 0 || c.warmingNew() {
+	if len(c.held) == 0 || c.warmingNew() || c.routesWaiting() {
 		return nil
 	}
 	held := c.held

@@ -11,6 +11,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -49,6 +50,7 @@ func (s *deltaStream) sync() error {
 		{TypeCluster, nil, true},
 		{TypeEndpoint, c.edsNames(), true},
 		{TypeListener, nil, c.cdsInit},
+		{TypeRoute, c.rdsNames(), c.cdsInit},
 	}
 	for _, w := range want {
 		sub := c.subs[w.url]
@@ -56,7 +58,7 @@ func (s *deltaStream) sync() error {
 		if !w.due || (ok && slices.Equal(sent, w.names)) {
 			continue
 		}
-		if w.url == TypeEndpoint && !ok && len(w.names) == 0 {
+		if !sub.wildcard && !ok && len(w.names) == 0 {
 			continue
 		}
 		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: w.url}
@@ -76,7 +78,7 @@ func (s *deltaStream) sync() error {
 				if _, ok := want[n]; !ok {
 					req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
 					delete(sub.versions, n)
-					delete(c.clas, n)
+					c.forgetName(w.url, n)
 				}
 			}
 		}
@@ -103,7 +105,7 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (bool,
 		return false, fmt.Errorf("xds: %w", err)
 	}
 	s := &deltaStream{c: c, stream: stream, sent: map[string][]string{}}
-	c.held = nil // their stream is gone; the control plane resends
+	c.held, c.rdsHeld = nil, nil // their stream is gone; the control plane resends
 	if err := s.sync(); err != nil {
 		return false, err
 	}
@@ -129,6 +131,7 @@ func (c *Client) handleDelta(ctx context.Context, s *deltaStream, resp *discover
 		c.cdsAnswered = true
 	case TypeListener:
 		c.ldsInit = true
+		c.routesHandled()
 	}
 	c.updateInit()
 	if err == nil {
@@ -197,6 +200,27 @@ func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscover
 			delete(next, n)
 		}
 		errs = append(errs, c.applyListeners(ctx, next))
+	case TypeRoute:
+		var rcs []*routev3.RouteConfiguration
+		var versions []string
+		for _, r := range resp.GetResources() {
+			rc, err := decode(r.GetResource(), TypeRoute, newRouteConfig)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("route_config %q: %w", r.GetName(), err))
+				continue
+			}
+			rcs, versions = append(rcs, rc), append(versions, r.GetVersion())
+		}
+		errs = append(errs, c.applyRoutes(ctx, rcs, versions))
+		for _, n := range resp.GetRemovedResources() {
+			// Envoy ignores an RDS removal: the listeners keep the last
+			// routes; a listener waiting for them stops waiting.
+			if _, ok := c.rdsHeld[n]; ok {
+				c.rdsAnswered[n] = true
+				delete(c.rdsSince, n)
+			}
+			c.log.Info("route configuration removed by the control plane; keeping the last version", zap.String("route_config", n))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -49,6 +50,7 @@ func (s *sotwStream) sync() error {
 		{TypeCluster, nil, true},
 		{TypeEndpoint, c.edsNames(), true},
 		{TypeListener, nil, c.cdsInit},
+		{TypeRoute, c.rdsNames(), c.cdsInit},
 	}
 	for _, w := range want {
 		sub := c.subs[w.url]
@@ -56,7 +58,7 @@ func (s *sotwStream) sync() error {
 		if !w.due || (ok && slices.Equal(sent, w.names)) {
 			continue
 		}
-		if w.url == TypeEndpoint && len(w.names) == 0 {
+		if !sub.wildcard && len(w.names) == 0 {
 			// An empty list would read as a wildcard; the stale
 			// subscription is harmless.
 			continue
@@ -65,7 +67,7 @@ func (s *sotwStream) sync() error {
 			keep := nameSet(w.names)
 			for _, n := range sub.names {
 				if _, ok := keep[n]; !ok {
-					delete(c.clas, n) // no longer watched: it would go stale
+					c.forgetName(w.url, n) // no longer watched: it would go stale
 				}
 			}
 		}
@@ -104,7 +106,7 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, 
 	for _, sub := range c.subs {
 		sub.nonce = ""
 	}
-	c.held = nil // their stream is gone; the control plane resends
+	c.held, c.rdsHeld = nil, nil // their stream is gone; the control plane resends
 	if err := s.sync(); err != nil {
 		return false, err
 	}
@@ -151,6 +153,7 @@ func serveStream[R interface{ GetTypeUrl() string }](ctx, sctx context.Context, 
 			}
 			got = true
 			resp := r.resp
+			c.noteListenerRoutes(resp)
 			handle := func() error { return handleFn(resp) }
 			if !c.hold(resp.GetTypeUrl(), handle) {
 				if err := handle(); err != nil {
@@ -185,6 +188,7 @@ func (c *Client) handleSotW(ctx context.Context, s *sotwStream, resp *discoveryv
 	}
 	if resp.GetTypeUrl() == TypeListener {
 		c.ldsInit = true
+		c.routesHandled()
 	}
 	c.updateInit()
 	req := &discoveryv3.DiscoveryRequest{TypeUrl: sub.typeURL, ResponseNonce: resp.GetNonce()}
@@ -264,6 +268,19 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 			next[l.GetName()] = l
 		}
 		return c.applyListeners(ctx, next)
+	case TypeRoute:
+		var rcs []*routev3.RouteConfiguration
+		var versions []string
+		for _, a := range resp.GetResources() {
+			rc, err := decodeWith(c.decoded(TypeRoute), a, TypeRoute, newRouteConfig)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rcs, versions = append(rcs, rc), append(versions, resp.GetVersionInfo())
+		}
+		errs = append(errs, c.applyRoutes(ctx, rcs, versions))
+		return errors.Join(errs...)
 	}
 	return nil
 }

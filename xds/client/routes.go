@@ -1,0 +1,268 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"go.uber.org/zap"
+)
+
+// TypeRoute is the RouteConfiguration type URL (RDS).
+const TypeRoute = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+const hcmTypeURL = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+// RouteUpdater is implemented by a DataPlane that serves route
+// configurations discovered over RDS to the connection managers naming
+// them. Without it the client does not subscribe to RDS.
+type RouteUpdater interface {
+	// UpdateRoutes validates and applies route configurations (versions[i]
+	// is the version of rcs[i]), returning each one's error, in order; a
+	// rejected configuration leaves its previous version serving.
+	UpdateRoutes(ctx context.Context, rcs []*routev3.RouteConfiguration, versions []string) []error
+	// ForgetRoutes drops route configurations no listener names any more.
+	ForgetRoutes(names []string)
+}
+
+// defaultRDSFetchTimeout is Envoy's initial_fetch_timeout default.
+const defaultRDSFetchTimeout = 15 * time.Second
+
+// listenerRoutes adds to out the route configuration names the listener's
+// connection managers fetch over RDS, each with its initial_fetch_timeout
+// (negative: wait forever).
+func listenerRoutes(l *listenerv3.Listener, out map[string]time.Duration) {
+	chains := l.GetFilterChains()
+	if dc := l.GetDefaultFilterChain(); dc != nil {
+		chains = append(chains[:len(chains):len(chains)], dc)
+	}
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc.GetTypeUrl() != hcmTypeURL {
+				continue
+			}
+			h := &hcmv3.HttpConnectionManager{}
+			if tc.UnmarshalTo(h) != nil || h.GetRds() == nil || h.GetRds().GetRouteConfigName() == "" {
+				continue
+			}
+			d := defaultRDSFetchTimeout
+			if t := h.GetRds().GetConfigSource().GetInitialFetchTimeout(); t != nil {
+				if d = t.AsDuration(); d == 0 {
+					d = -1
+				}
+			}
+			name := h.GetRds().GetRouteConfigName()
+			if old, ok := out[name]; ok && (old < 0 || (d >= 0 && d > old)) {
+				d = old
+			}
+			out[name] = d
+		}
+	}
+}
+
+// routesEnabled reports whether the data plane takes RDS.
+func (c *Client) routesEnabled() bool {
+	_, ok := c.dp.(RouteUpdater)
+	return ok
+}
+
+// rdsNames lists the route configurations the applied listeners and the
+// listener responses waiting to be applied need, sorted.
+func (c *Client) rdsNames() []string {
+	if !c.routesEnabled() {
+		return nil
+	}
+	var names []string
+	for n := range c.rdsActive {
+		names = append(names, n)
+	}
+	for n := range c.rdsHeld {
+		if _, ok := c.rdsActive[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// noteListenerRoutes records the route configurations an arriving LDS
+// response needs, so that it can wait for them (listener warming).
+func (c *Client) noteListenerRoutes(resp any) {
+	if !c.routesEnabled() {
+		return
+	}
+	var ls []*listenerv3.Listener
+	switch r := resp.(type) {
+	case *discoveryv3.DiscoveryResponse:
+		if r.GetTypeUrl() != TypeListener {
+			return
+		}
+		for _, a := range r.GetResources() {
+			if l, err := decode(a, TypeListener, newListener); err == nil {
+				ls = append(ls, l)
+			}
+		}
+	case *discoveryv3.DeltaDiscoveryResponse:
+		if r.GetTypeUrl() != TypeListener {
+			return
+		}
+		for _, res := range r.GetResources() {
+			if l, err := decode(res.GetResource(), TypeListener, newListener); err == nil {
+				ls = append(ls, l)
+			}
+		}
+	default:
+		return
+	}
+	c.ldsAnswered = true
+	want := map[string]time.Duration{}
+	for _, l := range ls {
+		listenerRoutes(l, want)
+	}
+	if c.rdsHeld == nil {
+		c.rdsHeld = map[string]time.Duration{}
+	}
+	now := time.Now()
+	for n, d := range want {
+		if _, ok := c.routes[n]; !ok && !c.rdsAnswered[n] {
+			if _, waiting := c.rdsSince[n]; !waiting {
+				c.rdsSince[n] = now
+			}
+		}
+		if old, ok := c.rdsHeld[n]; ok && (old < 0 || (d >= 0 && d > old)) {
+			d = old
+		}
+		c.rdsHeld[n] = d
+	}
+}
+
+// routesWaiting reports whether a listener response waits for a route
+// configuration's first version.
+func (c *Client) routesWaiting() bool {
+	for n := range c.rdsHeld {
+		if !c.rdsAnswered[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// listenersApplied records the route configurations of the listener set
+// now serving; the names only waiting listener responses needed are
+// released once none waits.
+func (c *Client) listenersApplied() {
+	if !c.routesEnabled() {
+		return
+	}
+	active := map[string]time.Duration{}
+	for _, l := range c.listeners {
+		listenerRoutes(l, active)
+	}
+	c.rdsActive = active
+}
+
+// routesHandled ends the wait of the route names of handled listener
+// responses once none is held.
+func (c *Client) routesHandled() {
+	if len(c.held) == 0 {
+		c.rdsHeld = nil
+	}
+}
+
+// rdsDeadline is the next route configuration initial-fetch timeout.
+func (c *Client) rdsDeadlines(consider func(since time.Time, d time.Duration)) {
+	for n, d := range c.rdsHeld {
+		if !c.rdsAnswered[n] {
+			consider(c.rdsSince[n], d)
+		}
+	}
+}
+
+// rdsTimeouts ends the wait for route configurations whose initial fetch
+// timed out: their listeners start without routes (404 NR), as Envoy's
+// do.
+func (c *Client) rdsTimeouts(now time.Time) {
+	for n, d := range c.rdsHeld {
+		since, ok := c.rdsSince[n]
+		if c.rdsAnswered[n] || !ok || d < 0 || now.Before(since.Add(d)) {
+			continue
+		}
+		c.log.Warn("RDS initial fetch timed out; the listener starts without routes", zap.String("route_config", n))
+		c.rdsAnswered[n] = true
+		delete(c.rdsSince, n)
+	}
+}
+
+// forgetName drops what was kept for a resource name no longer
+// subscribed.
+func (c *Client) forgetName(typeURL, name string) {
+	switch typeURL {
+	case TypeEndpoint:
+		delete(c.clas, name)
+	case TypeRoute:
+		delete(c.routes, name)
+		delete(c.rdsAnswered, name)
+		delete(c.rdsSince, name)
+		if ru, ok := c.dp.(RouteUpdater); ok {
+			ru.ForgetRoutes([]string{name})
+		}
+	}
+}
+
+// applyRoutes hands new and changed route configurations to the data
+// plane; the bad ones are reported, the others applied. Every
+// configuration that arrived ends its name's initial fetch, accepted or
+// not (as Envoy's RDS init target).
+func (c *Client) applyRoutes(ctx context.Context, rcs []*routev3.RouteConfiguration, versions []string) error {
+	ru, ok := c.dp.(RouteUpdater)
+	if !ok {
+		return nil
+	}
+	watched := nameSet(c.subs[TypeRoute].names)
+	var errs []error
+	var up []*routev3.RouteConfiguration
+	var upVersions []string
+	seen := map[string]bool{}
+	for i, rc := range rcs {
+		name := rc.GetName()
+		if name == "" {
+			errs = append(errs, errors.New("route_config: name: required"))
+			continue
+		}
+		if seen[name] {
+			errs = append(errs, fmt.Errorf("route_config %q: name: duplicate in one response", name))
+			continue
+		}
+		seen[name] = true
+		if _, ok := watched[name]; !ok {
+			continue // not subscribed (any more): ignored, as Envoy does
+		}
+		c.rdsAnswered[name] = true
+		delete(c.rdsSince, name)
+		if old, ok := c.routes[name]; ok && same(old, rc) {
+			continue
+		}
+		up, upVersions = append(up, rc), append(upVersions, versions[i])
+	}
+	if len(up) == 0 {
+		return errors.Join(errs...)
+	}
+	for i, err := range ru.UpdateRoutes(ctx, up, upVersions) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.routes[up[i].GetName()] = up[i]
+		c.log.Debug("route configuration applied", zap.String("route_config", up[i].GetName()))
+	}
+	return errors.Join(errs...)
+}
+
+func newRouteConfig() *routev3.RouteConfiguration { return &routev3.RouteConfiguration{} }
