@@ -9,6 +9,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -60,8 +61,15 @@ type Config struct {
 	// WarmTimeout bounds one cluster's warming in the data plane (DNS,
 	// first health checks); 15 s by default.
 	WarmTimeout time.Duration
-	Logger      *zap.Logger
-	Stats       Stats
+	// StaticListeners are the bootstrap's listeners: the route
+	// configurations their connection managers name in rds are fetched
+	// too (they serve without routes until those arrive).
+	StaticListeners []*listenerv3.Listener
+	Logger          *zap.Logger
+	// Secrets receives the secrets delivered over SDS; New makes one
+	// when nil.
+	Secrets *Secrets
+	Stats   Stats
 }
 
 func (c *Config) defaults() {
@@ -94,6 +102,9 @@ func (c *Config) defaults() {
 	}
 	if c.Stats == nil {
 		c.Stats = nopStats{}
+	}
+	if c.Secrets == nil {
+		c.Secrets = NewSecrets()
 	}
 }
 

@@ -395,3 +395,46 @@ func configDump(t testing.TB, adminPort int) string {
 	out, _ := json.MarshalIndent(v, "", "  ")
 	return string(out)
 }
+
+// TestRDSStaticListener: a bootstrap listener whose connection manager
+// names a route configuration gets it over ADS.
+func TestRDSStaticListener(t *testing.T) {
+	cp := startControlPlane(t, "")
+	a := gated(t, "a")
+	port := freePort(t)
+	cp.setRDS("v1", []*clusterv3.Cluster{staticCluster(t, "a", a.Server)}, nil, []*routev3.RouteConfiguration{routeConfig(t, "static-routes", "a", "a", "")})
+	host, cpPort, _ := net.SplitHostPort(cp.addr)
+	startProxy(t, fmt.Sprintf(`
+node: {id: %[1]s, cluster: test}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+  cds_config: {ads: {}, resource_api_version: V3}
+  lds_config: {ads: {}, resource_api_version: V3}
+static_resources:
+  listeners:
+  - name: static
+    address: {socket_address: {address: 127.0.0.1, port_value: %[4]d}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: static
+          rds: {route_config_name: static-routes, config_source: {ads: {}, resource_api_version: V3}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %[2]s, port_value: %[3]s}}}}]}]
+`, nodeID, host, cpPort, port))
+	eventually(t, port, "/", "a", "")
+	cp.waitRequest("RDS ACK v1", ackOf(client.TypeRoute, "v1"))
+}

@@ -162,6 +162,9 @@ func (c *Client) listenersApplied() {
 		return
 	}
 	active := map[string]time.Duration{}
+	for _, l := range c.cfg.StaticListeners {
+		listenerRoutes(l, active)
+	}
 	for _, l := range c.listeners {
 		listenerRoutes(l, active)
 	}
