@@ -1,7 +1,9 @@
 // Package client is the data plane's xDS client: one aggregated (ADS)
 // stream to a control plane, State-of-the-World (GRPC) or incremental
 // (DELTA_GRPC), carrying clusters (CDS, wildcard), their endpoints (EDS, by
-// the names of the EDS clusters) and listeners (LDS, wildcard).
+// the names of the EDS clusters), listeners (LDS, wildcard) and route
+// configurations (RDS, by the names the listeners' connection managers
+// give in rds.route_config_name).
 //
 // The client owns the protocol: subscriptions, ACK with version_info and
 // response_nonce, NACK with error_detail naming the resource and the field
@@ -39,9 +41,16 @@
 //     REST, and mixing files with ADS are rejected naming the field. EDS
 //     clusters are fed over ADS only (their eds_config is not read); in
 //     file mode they start without hosts after initial_fetch_timeout.
-//     Resource types: Cluster, ClusterLoadAssignment
-//     and Listener (with inline route_config); RDS, SDS, RTDS and ECDS are
-//     not implemented, and other type URLs in a response are NACKed.
+//     Resource types: Cluster, ClusterLoadAssignment, Listener and
+//     RouteConfiguration (over ADS only); SDS, RTDS and ECDS are not
+//     implemented, and other type URLs in a response are NACKed.
+//   - RDS warming: an LDS response naming a route configuration that has
+//     not arrived is held until it arrives (accepted or rejected) or the
+//     rds config_source's initial_fetch_timeout passes; the listener then
+//     serves without routes (404 NR) until they come. An RDS removal
+//     (delta removed_resources, or a SotW response without the name) is
+//     ignored as Envoy ignores it: the last routes keep serving. A SotW
+//     response without a waited-for name does not end the wait.
 //   - An EDS assignment removed by the control plane (delta
 //     removed_resources, or a cluster no longer watched) leaves the
 //     cluster's current hosts in place.
