@@ -303,7 +303,7 @@ func listenJSON(ls []Listen) []string {
 func (g *Gateway) root(w http.ResponseWriter, r *http.Request) {
 	s := g.settings
 	conf := obj{
-		"database": "off", "role": "traditional", "router_flavor": "traditional_compatible",
+		"database": "off", "role": s.Role, "router_flavor": "traditional_compatible",
 		"wasm": s.Wasm, "wasm_filters_path": nullable(s.WasmFiltersPath), "wasm_filters": s.WasmFilters,
 		"wasm_modules_parsed": g.availableFilters(),
 		"declarative_config":  nullable(s.DeclarativeConfig),
@@ -328,8 +328,11 @@ func (g *Gateway) root(w http.ResponseWriter, r *http.Request) {
 // count nginx's other connection states and reports zeros for them.
 func (g *Gateway) status(w http.ResponseWriter, r *http.Request) {
 	st := g.state.Load()
-	total := g.srv.Stats.Counter("http.kong_proxy.downstream_rq_total").Value()
-	active := g.srv.Stats.Gauge("http.kong_proxy.downstream_rq_active", stats.Accumulate).Value()
+	var total, active uint64
+	if g.srv != nil { // a control plane proxies nothing
+		total = g.srv.Stats.Counter("http.kong_proxy.downstream_rq_total").Value()
+		active = g.srv.Stats.Gauge("http.kong_proxy.downstream_rq_active", stats.Accumulate).Value()
+	}
 	writeJSON(w, http.StatusOK, obj{
 		"database": obj{"reachable": true},
 		"server": obj{"connections_accepted": 0, "connections_active": 0, "connections_handled": 0,

@@ -39,6 +39,12 @@ var defaults = map[string]string{
 	"ssl_cert_key":              "",
 	"real_ip_header":            "X-Real-IP",
 	"trusted_ips":               "",
+	"role":                      RoleTraditional,
+	"cluster_listen":            "0.0.0.0:8005",
+	"cluster_control_plane":     "127.0.0.1:8005",
+	"cluster_mtls":              "shared",
+	"cluster_cert":              "",
+	"cluster_cert_key":          "",
 }
 
 // unsupported are Kong keys wasmesh reads and cannot honour: setting one to
@@ -47,12 +53,17 @@ var unsupported = map[string]string{
 	"stream_listen":    "off",
 	"status_listen":    "off",
 	"admin_gui_listen": "",
-	"role":             "traditional",
 	"router_flavor":    "traditional_compatible",
 	"plugins":          "bundled",
 	"admin_ssl_cert":   "",
-	"cluster_cert":     "",
 	"dns_resolver":     "",
+	// Hybrid mode settings beyond cluster_mtls = shared.
+	"cluster_ca_cert":     "",
+	"cluster_server_name": "",
+	"cluster_ocsp":        "off",
+	"cluster_use_proxy":   "off",
+	"cluster_dp_labels":   "",
+	"cluster_max_payload": "16777216",
 }
 
 // Listen is one entry of proxy_listen or admin_listen.
@@ -102,6 +113,16 @@ type Settings struct {
 	SSLCertKey              string
 	RealIPHeader            string
 	TrustedIPs              []string
+	// Hybrid mode (see hybrid.go): Role is traditional, control_plane or
+	// data_plane; ClusterListen is the control plane's xDS address,
+	// ClusterControlPlane the data plane's; ClusterCert and
+	// ClusterCertKey, when set, secure the xDS connection with mTLS
+	// (cluster_mtls = shared).
+	Role                string
+	ClusterListen       string
+	ClusterControlPlane string
+	ClusterCert         string
+	ClusterCertKey      string
 	// Values are every key's final value (defaults filled), for GET /.
 	Values map[string]string
 }
@@ -249,6 +270,7 @@ func LoadSettings(src Sources) (*Settings, []string, error) {
 		// Without trusted_ips Kong never reads real_ip_header.
 		warnings = append(warnings, fmt.Sprintf("%s: has no effect without trusted_ips", name("real_ip_header")))
 	}
+	errs = append(errs, s.loadHybrid(get, name, func(k string) bool { _, ok := vals[k]; return ok })...)
 	if len(errs) > 0 {
 		return nil, warnings, fmt.Errorf("kong: configuration: %w", errors.Join(errs...))
 	}

@@ -50,6 +50,8 @@ type Options struct {
 	Warn io.Writer
 	// Hostname overrides os.Hostname (tests).
 	Hostname string
+	// deltaXDS makes a data plane use the incremental protocol (tests).
+	deltaXDS bool
 }
 
 // Gateway is a running Kong-compatible gateway: the data plane serving the
@@ -59,7 +61,9 @@ type Gateway struct {
 	opts     Options
 	ctx      context.Context
 	cancel   context.CancelFunc
-	srv      *server.Server
+	srv      *server.Server // nil on a control plane
+	cp       *controlPlane  // set on a control plane
+	quit     chan struct{}  // a control plane's Done
 	logging  *server.Logging
 	log      *zap.Logger
 	hostname string
@@ -203,6 +207,9 @@ func ServerOptions(s *Settings, drain time.Duration) (*server.Options, error) {
 func Start(ctx context.Context, o Options) (*Gateway, error) {
 	s := o.Settings
 	raw := o.Declarative
+	if s.Role == RoleDataPlane {
+		raw = []byte(EmptyConfig) // the configuration comes from the control plane
+	}
 	if raw == nil && s.DeclarativeConfigString != "" {
 		raw = []byte(s.DeclarativeConfigString)
 	}
@@ -236,11 +243,6 @@ func Start(ctx context.Context, o Options) (*Gateway, error) {
 		}
 		log.Warn(msg)
 	}
-	cfg, res, err := Prepare(s, raw, warn)
-	if err != nil {
-		logging.Close()
-		return nil, err
-	}
 	host := o.Hostname
 	if host == "" {
 		host, _ = os.Hostname()
@@ -249,6 +251,26 @@ func Start(ctx context.Context, o Options) (*Gateway, error) {
 		nodeID: StableID("node", host), started: time.Now(), drain: o.DrainTime,
 		retired: map[string]time.Time{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	if s.Role == RoleDataPlane {
+		if err := g.startDataPlane(ctx, so); err != nil {
+			g.Close()
+			return nil, err
+		}
+		return g, nil
+	}
+	cfg, res, err := Prepare(s, raw, warn)
+	if err != nil {
+		g.cancel()
+		logging.Close()
+		return nil, err
+	}
+	if s.Role == RoleControlPlane {
+		if err := g.startControlPlane(ctx, cfg, res, raw, warn); err != nil {
+			g.Close()
+			return nil, err
+		}
+		return g, nil
+	}
 	b := &bootstrapv3.Bootstrap{
 		Node:            &corev3.Node{Id: g.nodeID, Cluster: "kong"},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Secrets: res.Secrets},
@@ -299,6 +321,9 @@ type clusterValidator interface {
 func (g *Gateway) apply(ctx context.Context, cfg *xkong.Config, res *xkong.Resources, raw []byte) error {
 	g.applyMu.Lock()
 	defer g.applyMu.Unlock()
+	if g.cp != nil {
+		return g.publish(ctx, cfg, res, raw)
+	}
 	dp := g.srv.XDSDataPlane()
 	var errs []error
 	v, _ := dp.(clusterValidator)
@@ -432,19 +457,34 @@ func (g *Gateway) AdminAddrs() []net.Addr {
 
 // ProxyAddr is the bound address of proxy listener i (in proxy_listen
 // order, ssl listeners without a certificate skipped), or nil.
+// A control plane has none (it does not proxy).
 func (g *Gateway) ProxyAddr(i int) net.Addr {
+	if g.srv == nil {
+		return nil
+	}
 	return g.srv.ListenerAddr(fmt.Sprintf("kong_proxy_%d", i))
 }
 
-// Done is closed when the gateway was asked to quit.
-func (g *Gateway) Done() <-chan struct{} { return g.srv.Done() }
+// Done is closed when the gateway was asked to quit (a control plane:
+// when cluster_listen stopped serving).
+func (g *Gateway) Done() <-chan struct{} {
+	if g.srv == nil {
+		return g.quit
+	}
+	return g.srv.Done()
+}
 
 // Shutdown drains the proxy and stops everything.
 func (g *Gateway) Shutdown(ctx context.Context) {
 	if g.admin != nil {
 		g.admin.Close()
 	}
-	g.srv.Shutdown(ctx)
+	if g.cp != nil {
+		g.cp.close()
+	}
+	if g.srv != nil {
+		g.srv.Shutdown(ctx)
+	}
 	g.cancel()
 	g.logging.Close()
 }
@@ -454,6 +494,9 @@ func (g *Gateway) Close() {
 	g.cancel()
 	if g.admin != nil {
 		g.admin.Close()
+	}
+	if g.cp != nil {
+		g.cp.close()
 	}
 	if g.srv != nil {
 		g.srv.Close(context.Background())

@@ -42,7 +42,6 @@ func (s *Server) StartXDS(ctx context.Context) error {
 	}
 	cfg.Logger = s.logging.Logger("config")
 	cfg.Stats = xdsStats{s.Stats}
-	cfg.Secrets = s.dyn.secretStore()
 	cfg.StaticListeners = s.bootstrap.GetStaticResources().GetListeners()
 	c := client.New(cfg, s.XDSDataPlane())
 	s.dyn.mu.Lock()
@@ -107,7 +106,7 @@ func (d dynamicPlane) ValidateCluster(c *clusterv3.Cluster) error {
 	if d.staticCluster(c.GetName()) {
 		return fmt.Errorf("cluster %q: name: a static cluster cannot be replaced by CDS", c.GetName())
 	}
-	return cluster.Validate(c, cluster.Options{Secrets: serverSecrets{d.s}})
+	return cluster.Validate(c, cluster.Options{Secrets: d.s.secrets})
 }
 
 func (d dynamicPlane) AddCluster(ctx context.Context, c *clusterv3.Cluster) error {
@@ -334,9 +333,6 @@ type dynamicResources struct {
 	listeners map[string]dynamicEntry[*listenerv3.Listener]
 	// version reports the xDS client's accepted version of a type.
 	version func(typeURL string) string
-	// sds holds the secrets delivered over SDS (secrets.go).
-	sds     *client.Secrets
-	sdsOnce sync.Once
 }
 
 type dynamicEntry[T any] struct {

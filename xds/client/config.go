@@ -66,10 +66,7 @@ type Config struct {
 	// too (they serve without routes until those arrive).
 	StaticListeners []*listenerv3.Listener
 	Logger          *zap.Logger
-	// Secrets receives the secrets delivered over SDS; New makes one
-	// when nil.
-	Secrets *Secrets
-	Stats   Stats
+	Stats           Stats
 }
 
 func (c *Config) defaults() {
@@ -102,9 +99,6 @@ func (c *Config) defaults() {
 	}
 	if c.Stats == nil {
 		c.Stats = nopStats{}
-	}
-	if c.Secrets == nil {
-		c.Secrets = NewSecrets()
 	}
 }
 
