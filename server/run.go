@@ -28,6 +28,7 @@ func Main(ctx context.Context, binary string, args []string, stdout, stderr io.W
 		fmt.Fprintln(stdout, "disabled")
 		return nil
 	}
+	tuneGC()
 	b, err := LoadBootstrap(o)
 	if o.Mode == "validate" && b != nil {
 		// Report the bootstrap's problems and the compilers' together.
