@@ -335,3 +335,100 @@ func TestDataPlaneBootstrap(t *testing.T) {
 		t.Fatalf("missing cluster_cert: %v", err)
 	}
 }
+
+// TestHybridCertificates: the control plane ships certificates inline
+// (ssl_cert read from its file on the control plane, certificates
+// entities from kong.yml), so a data plane without the files serves TLS,
+// and POST /config can add a certificate while running.
+func TestHybridCertificates(t *testing.T) {
+	certA, keyA, poolA := selfSigned(t)
+	certB, keyB, poolB := selfSigned(t)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from the upstream\n")
+	}))
+	t.Cleanup(upstream.Close)
+	dir := walkDir(t, upstream.URL)
+	proxyAddr := freePort(t)
+	cp := startRole(t, "cp-host", "KONG_ROLE=control_plane", "KONG_CLUSTER_LISTEN=127.0.0.1:0", "KONG_WASM=on",
+		"KONG_WASM_FILTERS_PATH="+filepath.Join(dir, "filters"),
+		"KONG_DECLARATIVE_CONFIG="+filepath.Join(dir, "config", "kong.yml"),
+		"KONG_PROXY_LISTEN="+proxyAddr+" ssl http2", "KONG_ADMIN_LISTEN=127.0.0.1:0",
+		"KONG_SSL_CERT="+certA, "KONG_SSL_CERT_KEY="+keyA)
+	// The data plane cannot read ssl_cert's files: it gets the contents.
+	for _, f := range []string{certA, keyA} {
+		if err := os.Rename(f, f+".away"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startRole(t, "dp-host", "KONG_ROLE=data_plane", "KONG_CLUSTER_CONTROL_PLANE="+cp.ClusterAddr().String())
+	for _, f := range []string{certA, keyA} {
+		if err := os.Rename(f+".away", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(pool *x509.CertPool) (string, error) {
+		c := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+		defer c.CloseIdleConnections()
+		r, err := c.Get("https://" + proxyAddr + "/")
+		if err != nil {
+			return "", err
+		}
+		r.Body.Close()
+		return r.Header.Get("X-Greeting"), nil
+	}
+	if g, err := get(poolA); err != nil || g != "Hello from wasmesh using WebAssembly!" {
+		t.Fatalf("ssl_cert: X-Greeting %q, %v", g, err)
+	}
+	c, _ := os.ReadFile(certB)
+	k, _ := os.ReadFile(keyB)
+	indent := func(b []byte) string {
+		return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ")
+	}
+	cfg := walkConfig(upstream.URL, "over tls") + "certificates:\n- cert: |\n" + indent(c) + "\n  key: |\n" + indent(k) + "\n  snis:\n  - name: localhost\n"
+	resp, body := do(t, "POST", "http://"+cp.AdminAddrs()[0].String()+"/config", "application/yaml", []byte(cfg))
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST /config: %d %s", resp.StatusCode, body)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		g, err := get(poolB)
+		if err == nil && g == "over tls" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate entity: X-Greeting %q, %v", g, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHybridControlPlaneRestart: a data plane keeps its configuration
+// while the control plane is down and takes the configuration of the
+// control plane that comes back on the same address.
+func TestHybridControlPlaneRestart(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from the upstream\n")
+	}))
+	t.Cleanup(upstream.Close)
+	dir := walkDir(t, upstream.URL)
+	proxyAddr, clusterAddr := freePort(t), freePort(t)
+	cpEnv := func(greet string) []string {
+		return []string{"KONG_ROLE=control_plane", "KONG_CLUSTER_LISTEN=" + clusterAddr, "KONG_WASM=on",
+			"KONG_WASM_FILTERS_PATH=" + filepath.Join(dir, "filters"),
+			"KONG_DECLARATIVE_CONFIG_STRING=" + walkConfig(upstream.URL, greet),
+			"KONG_PROXY_LISTEN=" + proxyAddr, "KONG_ADMIN_LISTEN=off"}
+	}
+	cp := startRole(t, "cp-host", cpEnv("first")...)
+	startRole(t, "dp-host", "KONG_ROLE=data_plane", "KONG_CLUSTER_CONTROL_PLANE="+clusterAddr)
+	proxy := "http://" + proxyAddr
+	eventuallyGreeting(t, proxy, "first")
+	cp.Close()
+	for range 10 {
+		if g := greeting(t, proxy); g != "first" {
+			t.Fatalf("control plane down: X-Greeting %q", g)
+		}
+	}
+	startRole(t, "cp-host", cpEnv("second")...)
+	eventuallyGreeting(t, proxy, "second")
+}
