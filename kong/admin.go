@@ -313,6 +313,8 @@ func (g *Gateway) root(w http.ResponseWriter, r *http.Request) {
 		"nginx_worker_processes": s.Values["nginx_worker_processes"],
 		"real_ip_header":         s.RealIPHeader, "trusted_ips": strs(s.TrustedIPs),
 		"ssl_cert": strs(list(s.SSLCert)), "plugins": []string{}, "loaded_plugins": obj{},
+		"cluster_listen": listenJSON([]Listen{{Address: s.ClusterListen}}), "cluster_control_plane": s.ClusterControlPlane,
+		"cluster_mtls": "shared", "cluster_cert": nullable(s.ClusterCert),
 	}
 	writeJSON(w, http.StatusOK, obj{
 		"version": Version, "edition": "community", "tagline": "Welcome to kong",

@@ -12,6 +12,15 @@
 // kept), so requests never see a half-applied configuration and a rejected
 // configuration leaves the old one serving.
 //
+// Hybrid mode (hybrid.go): with role = control_plane, Start translates the
+// configuration as usual but, instead of proxying, serves the resources
+// over ADS (State of the World and delta, go-control-plane's server and
+// snapshot cache) on cluster_listen; every POST /config publishes a new
+// snapshot. With role = data_plane, Start runs the proxy from a generated
+// bootstrap whose ADS reaches cluster_control_plane through a static
+// cluster (TLS with the shared cluster_cert when it is set) and serves no
+// Admin API.
+//
 // Entities without an id get a stable one: a UUID v5 (SHA-1, RFC 9562) in a
 // fixed namespace of the entity's kind and name (or, for an unnamed entity,
 // its owner and position), so ids survive restarts and reloads of the same
@@ -23,8 +32,25 @@ package kong
 //   - database defaults to off (Kong's default is postgres); any other value
 //     is an error naming the key. Keys wasmesh knows but cannot honour
 //     (stream_listen, status_listen, router_flavor = expressions, plugins,
-//     role, trusted_ips, ...) are errors naming the key and where it was set
-//     (kong.conf line or KONG_ variable); unknown keys are warnings.
+//     trusted_ips, cluster_mtls = pki, cluster_ca_cert, ...) are errors
+//     naming the key and where it was set (kong.conf line or KONG_
+//     variable); unknown keys are warnings.
+//   - Hybrid mode: the control plane has one snapshot for every node (its
+//     node hash maps every node id onto SnapshotNode), as every Kong data
+//     plane gets the same configuration; its version is a hash of the
+//     resources, so an unchanged configuration is not pushed again and a
+//     restarted control plane does not reuse a version for other
+//     contents. The proxy listeners come from the control plane's
+//     proxy_listen (a data plane's own proxy_listen, admin_listen or
+//     declarative_config is an error naming it). Kong's control plane
+//     needs a database; wasmesh's is DB-less (kong.yml and POST /config).
+//     Certificates travel inline in the TLS contexts (ssl_cert's files are
+//     read on the control plane): a secret named without sds_config would
+//     be a static secret the data plane does not have. Without
+//     cluster_cert the xDS connection is plain gRPC (Kong requires the
+//     certificate); with it, cluster_mtls = shared: the control plane
+//     accepts only a client presenting cluster_cert itself, the data plane
+//     trusts only cluster_cert and asks for server name kong_clustering.
 //   - proxy_access_log defaults to off and proxy_error_log to stderr:
 //     wasmesh has no prefix directory of its own (a relative path is taken
 //     under prefix when prefix is set, else under the working directory).
