@@ -173,6 +173,7 @@ func (s *Server) configDumpers() admin.ConfigDumpers {
 				a, _ := anypb.New(sec)
 				d.StaticSecrets = append(d.StaticSecrets, &adminv3.SecretsConfigDump_StaticSecret{Name: sec.GetName(), Secret: a, LastUpdated: now})
 			}
+			d.DynamicActiveSecrets = s.dyn.dumpSecrets()
 			return d
 		},
 	}
@@ -225,10 +226,11 @@ func (c certificates) TLSContexts() []admin.TLSContextCertificates {
 	for _, l := range ls {
 		for _, tc := range l.TLSContexts() {
 			var e admin.TLSContextCertificates
-			for _, ca := range tc.CA {
+			cas, chain := tc.Certificates()
+			for _, ca := range cas {
 				e.CA = append(e.CA, admin.CertificateSource{Path: ca.Path, Cert: ca.Cert})
 			}
-			for _, ch := range tc.Chain {
+			for _, ch := range chain {
 				e.Chain = append(e.Chain, admin.CertificateSource{Path: ch.Path, Cert: ch.Cert})
 			}
 			out = append(out, e)

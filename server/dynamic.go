@@ -10,6 +10,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -42,6 +43,7 @@ func (s *Server) StartXDS(ctx context.Context) error {
 	}
 	cfg.Logger = s.logging.Logger("config")
 	cfg.Stats = xdsStats{s.Stats}
+	cfg.Secrets = s.dyn.startSDS()
 	cfg.StaticListeners = s.bootstrap.GetStaticResources().GetListeners()
 	c := client.New(cfg, s.XDSDataPlane())
 	s.dyn.mu.Lock()
@@ -106,7 +108,7 @@ func (d dynamicPlane) ValidateCluster(c *clusterv3.Cluster) error {
 	if d.staticCluster(c.GetName()) {
 		return fmt.Errorf("cluster %q: name: a static cluster cannot be replaced by CDS", c.GetName())
 	}
-	return cluster.Validate(c, cluster.Options{Secrets: d.s.secrets})
+	return cluster.Validate(c, cluster.Options{Secrets: serverSecrets{d.s}})
 }
 
 func (d dynamicPlane) AddCluster(ctx context.Context, c *clusterv3.Cluster) error {
@@ -333,6 +335,10 @@ type dynamicResources struct {
 	listeners map[string]dynamicEntry[*listenerv3.Listener]
 	// version reports the xDS client's accepted version of a type.
 	version func(typeURL string) string
+	// sds holds the secrets delivered over SDS (secrets.go).
+	sds        *client.Secrets
+	sdsOnce    sync.Once
+	sdsStarted atomic.Bool
 }
 
 type dynamicEntry[T any] struct {

@@ -113,7 +113,7 @@ func New(ctx context.Context, o *Options, b *bootstrapv3.Bootstrap, logging *Log
 		s.secrets[sec.GetName()] = sec
 	}
 	s.Clusters = cluster.NewManager(ctx, cluster.Options{
-		Logger: logging.Logger("upstream"), Stats: clusterStats{s.Stats}, Secrets: s.secrets,
+		Logger: logging.Logger("upstream"), Stats: clusterStats{s.Stats}, Secrets: serverSecrets{s},
 	})
 	clusters = s.Clusters
 	s.registry = filterchain.NewRegistry()
@@ -192,7 +192,7 @@ func (s *Server) listenerDeps() listener.Deps {
 			},
 		},
 		Dialer:  tcpDialer{s.Clusters},
-		Secrets: s.secrets,
+		Secrets: serverSecrets{s},
 		ConnIDs: &s.connIDs,
 	}
 }

@@ -55,6 +55,9 @@ func (c *Client) applyClusters(ctx context.Context, upserts []*clusterv3.Cluster
 				continue
 			}
 		}
+		if c.waitForSecrets(name, cl) {
+			continue
+		}
 		if isEDS(cl) {
 			if cla := c.clas[edsName(cl)]; cla != nil {
 				add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
@@ -236,6 +239,10 @@ func (c *Client) applyEndpoints(ctx context.Context, clas []*endpointv3.ClusterL
 		}
 		c.clas[svc] = cla
 		for _, name := range usersOf(c.edsWarming, svc) {
+			if c.waitingForSecrets(name) {
+				delete(c.pendingSince, name) // now it waits for its secrets only
+				continue
+			}
 			cl := c.pending[name]
 			add, raw = append(add, withAssignment(cl, cla)), append(raw, cl)
 		}

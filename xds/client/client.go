@@ -120,6 +120,7 @@ func New(cfg Config, dp DataPlane) *Client {
 		{TypeEndpoint, ""},
 		{TypeListener, "listener_manager.lds."},
 		{TypeRoute, ""},
+		{TypeSecret, ""},
 	} {
 		sub := &subscription{typeURL: s.url, wildcard: s.url == TypeCluster || s.url == TypeListener, versions: map[string]string{}}
 		if s.prefix != "" {
@@ -269,6 +270,7 @@ func (c *Client) deadlineTimer() *time.Timer {
 		consider(c.ldsSince, c.cfg.LDSInitialFetchTimeout)
 	}
 	c.rdsDeadlines(consider)
+	c.sdsDeadlines(consider)
 	if next.IsZero() {
 		return nil
 	}
@@ -301,6 +303,7 @@ func (c *Client) onDeadline(ctx context.Context) {
 		c.cdsInit = true
 	}
 	c.rdsTimeouts(now)
+	c.sdsTimeouts(ctx, now)
 	if !c.ldsInit && !c.ldsAnswered && !c.ldsSince.IsZero() && c.cfg.LDSInitialFetchTimeout >= 0 && !now.Before(c.ldsSince.Add(c.cfg.LDSInitialFetchTimeout)) {
 		c.log.Warn("LDS initial fetch timed out")
 		c.subs[TypeListener].initTimeout.Inc()
@@ -313,7 +316,7 @@ func (c *Client) onDeadline(ctx context.Context) {
 // and its EDS clusters warmed; LDS becomes due then; Ready closes when
 // both are initialised.
 func (c *Client) updateInit() {
-	if !c.cdsInit && c.cdsAnswered && len(c.pendingSince) == 0 {
+	if !c.cdsInit && c.cdsAnswered && len(c.pendingSince) == 0 && !c.secretClustersWaiting() {
 		c.cdsInit = true
 	}
 	if c.cdsInit && c.ldsSince.IsZero() {
@@ -405,7 +408,7 @@ func (c *Client) warmingNew() bool {
 // hold defers an LDS response while new clusters warm; it reports whether
 // it did.
 func (c *Client) hold(typeURL string, handle func() error) bool {
-	if typeURL != TypeListener || (!c.warmingNew() && !c.routesWaiting() && len(c.held) == 0) {
+	if typeURL != TypeListener || (!c.warmingNew() && !c.routesWaiting() && !c.secretsWaiting() && len(c.held) == 0) {
 		return false
 	}
 	c.held = append(c.held, handle)
@@ -415,7 +418,7 @@ func (c *Client) hold(typeURL string, handle func() error) bool {
 // flushHeld handles the held LDS responses, in order, once no new cluster
 // is warming.
 func (c *Client) flushHeld() error {
-	if len(c.held) == 0 || c.warmingNew() || c.routesWaiting() {
+	if len(c.held) == 0 || c.warmingNew() || c.routesWaiting() || c.secretsWaiting() {
 		return nil
 	}
 	held := c.held

@@ -66,7 +66,10 @@ type Config struct {
 	// too (they serve without routes until those arrive).
 	StaticListeners []*listenerv3.Listener
 	Logger          *zap.Logger
-	Stats           Stats
+	// Secrets receives the secrets delivered over SDS; New makes one
+	// when nil.
+	Secrets *Secrets
+	Stats   Stats
 }
 
 func (c *Config) defaults() {
@@ -99,6 +102,9 @@ func (c *Config) defaults() {
 	}
 	if c.Stats == nil {
 		c.Stats = nopStats{}
+	}
+	if c.Secrets == nil {
+		c.Secrets = NewSecrets()
 	}
 }
 

@@ -51,6 +51,7 @@ func (s *deltaStream) sync() error {
 		{TypeEndpoint, c.edsNames(), true},
 		{TypeListener, nil, c.cdsInit},
 		{TypeRoute, c.rdsNames(), c.cdsInit},
+		{TypeSecret, c.sdsNames(), true},
 	}
 	for _, w := range want {
 		sub := c.subs[w.url]
@@ -200,6 +201,8 @@ func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscover
 			delete(next, n)
 		}
 		errs = append(errs, c.applyListeners(ctx, next))
+	case TypeSecret:
+		errs = append(errs, c.applySecretsDelta(ctx, resp))
 	case TypeRoute:
 		var rcs []*routev3.RouteConfiguration
 		var versions []string

@@ -51,6 +51,7 @@ func (s *sotwStream) sync() error {
 		{TypeEndpoint, c.edsNames(), true},
 		{TypeListener, nil, c.cdsInit},
 		{TypeRoute, c.rdsNames(), c.cdsInit},
+		{TypeSecret, c.sdsNames(), true},
 	}
 	for _, w := range want {
 		sub := c.subs[w.url]
@@ -154,6 +155,7 @@ func serveStream[R interface{ GetTypeUrl() string }](ctx, sctx context.Context, 
 			got = true
 			resp := r.resp
 			c.noteListenerRoutes(resp)
+			c.noteListenerSecrets(resp)
 			handle := func() error { return handleFn(resp) }
 			if !c.hold(resp.GetTypeUrl(), handle) {
 				if err := handle(); err != nil {
@@ -281,6 +283,8 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 		}
 		errs = append(errs, c.applyRoutes(ctx, rcs, versions))
 		return errors.Join(errs...)
+	case TypeSecret:
+		return c.applySecretsSotW(ctx, resp)
 	}
 	return nil
 }
