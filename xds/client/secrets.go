@@ -61,7 +61,7 @@ type secretSlot struct {
 	updated  time.Time
 	since    time.Time     // when it was first wanted; zero when not wanted
 	timeout  time.Duration // initial_fetch_timeout; negative: forever
-	timedOut bool
+	timedOut bool          // the initial fetch ended without a value (timeout, rejection)
 }
 
 // secretRef is a secret a resource reads over SDS, with its
@@ -211,7 +211,8 @@ func (s *Secrets) refsOfListener(l *listenerv3.Listener) []secretRef {
 	return r
 }
 
-// ready reports whether a secret arrived or its initial fetch timed out.
+// ready reports whether a secret arrived or its initial fetch ended
+// without it (timed out or rejected).
 func (s *Secrets) ready(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -512,6 +513,11 @@ func (c *Client) applySecrets(ctx context.Context, secs []*tlsv3.Secret, version
 		if v != nil {
 			if err := v.ValidateSecret(sec); err != nil {
 				errs = append(errs, err)
+				// A rejected first version ends the initial fetch, as in
+				// Envoy: what waited for it starts without it.
+				s.mu.Lock()
+				sl.timedOut = true
+				s.mu.Unlock()
 				continue
 			}
 		}
