@@ -42,8 +42,19 @@
 //     clusters are fed over ADS only (their eds_config is not read); in
 //     file mode they start without hosts after initial_fetch_timeout.
 //     Resource types: Cluster, ClusterLoadAssignment, Listener and
-//     RouteConfiguration (over ADS only); SDS, RTDS and ECDS are not
-//     implemented, and other type URLs in a response are NACKed.
+//     RouteConfiguration and Secret (over ADS only); RTDS and ECDS are
+//     not implemented, and other type URLs in a response are NACKed.
+//   - SDS (secrets.go): secrets are subscribed by the names the clusters
+//     (serving and warming), the serving listeners and the held LDS
+//     responses read in their TLS contexts (sds_config `ads: {}`). A
+//     cluster warms, and an LDS response is held, until its secrets
+//     arrive, their first version is rejected, or their sds_config
+//     initial_fetch_timeout passes. Accepted secrets go into the Secrets
+//     store, which compiled TLS contexts read at each handshake: a
+//     rotation recompiles nothing. Each secret is checked by the data
+//     plane (SecretValidator); a bad one is NACKed while its previous
+//     value serves, the others of the response are applied. A removed
+//     secret keeps its last value.
 //   - RDS warming: an LDS response naming a route configuration that has
 //     not arrived is held until it arrives (accepted or rejected) or the
 //     rds config_source's initial_fetch_timeout passes; the listener then
