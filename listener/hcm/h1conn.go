@@ -351,7 +351,7 @@ func (c *h1conn) serveOne() bool {
 	}
 	req = req.WithContext(c.ctx)
 	body.req = req
-	w := &h1Writer{c: c, req: req, header: make(http.Header, 8), cl: -1}
+	w := &h1Writer{c: c, req: req, cl: -1}
 	if body.eof {
 		c.armBackgroundRead()
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // h1Writer is the http.ResponseWriter of one HTTP/1.1 request served by
@@ -19,6 +21,10 @@ type h1Writer struct {
 	c      *h1conn
 	req    *http.Request
 	header http.Header
+	// hmap, when set, holds the response head instead of header (the
+	// connection manager's header map, written as it is: lower-case names,
+	// in order, as Envoy's HTTP/1 codec does).
+	hmap *header.Map
 
 	status        int
 	wroteHeader   bool
@@ -41,7 +47,43 @@ const maxHeldBody = 4096
 
 var errHijacked = errors.New("http: connection has been hijacked")
 
-func (w *h1Writer) Header() http.Header { return w.header }
+func (w *h1Writer) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header, 4)
+	}
+	return w.header
+}
+
+// WriteHeaderMap starts the response with the fields of h (pseudo-headers
+// skipped) and the trailer names to declare; it replaces Header and
+// WriteHeader for the connection manager.
+func (w *h1Writer) WriteHeaderMap(code int, h *header.Map, trailers []string) {
+	if w.hijacked || w.wroteHeader {
+		return
+	}
+	w.hmap = h
+	w.wroteHeader = true
+	w.status = code
+	w.cl = -1
+	if he := w.c.bodyCodecError(); he != nil {
+		w.replaceWithCodecError(he)
+		return
+	}
+	if v, ok := h.Get("content-length"); ok {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n >= 0 {
+			w.cl = n
+		} else {
+			h.Del("content-length")
+		}
+	}
+	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
+	if v, ok := h.Get("connection"); ok && hasToken([]string{v}, "close") {
+		w.closeAfter = true
+	}
+	for _, k := range trailers {
+		w.trailers = append(w.trailers, http.CanonicalHeaderKey(k))
+	}
+}
 
 func (w *h1Writer) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
@@ -87,6 +129,7 @@ func (w *h1Writer) WriteHeader(code int) {
 func (w *h1Writer) replaceWithCodecError(he *h1Error) {
 	text := http.StatusText(he.status)
 	w.status = he.status
+	w.hmap = nil
 	w.header = http.Header{"Content-Type": {"text/plain"}, "Server": {w.c.srv.m.serverName}}
 	w.pending = append(w.pending[:0], text...)
 	w.cl = int64(len(text))
@@ -225,6 +268,10 @@ func (w *h1Writer) writeHead() {
 	}
 	bw := w.c.bw
 	writeStatusLine(bw, w.status)
+	if w.hmap != nil {
+		w.writeMapHead(bw)
+		return
+	}
 	if _, ok := h["Date"]; !ok {
 		bw.WriteString("Date: ")
 		bw.Write(w.c.srv.date())
@@ -245,6 +292,57 @@ func (w *h1Writer) writeHead() {
 		bw.WriteString("Connection: keep-alive\r\n")
 	}
 	w.c.keys = writeHeaderFields(bw, h, w.c.keys[:0])
+	_, w.err = bw.WriteString("\r\n")
+}
+
+// writeMapHead is writeHead's field part for a header map.
+func (w *h1Writer) writeMapHead(bw *bufio.Writer) {
+	h := w.hmap
+	if _, ok := h.Get("date"); !ok {
+		bw.WriteString("date: ")
+		bw.Write(w.c.srv.date())
+		bw.WriteString("\r\n")
+	}
+	if w.cl >= 0 && !w.noBody {
+		if _, ok := h.Get("content-length"); !ok {
+			bw.WriteString("content-length: ")
+			bw.WriteString(strconv.FormatInt(w.cl, 10))
+			bw.WriteString("\r\n")
+		}
+	}
+	if w.chunked {
+		bw.WriteString("transfer-encoding: chunked\r\n")
+	}
+	closeSent := false
+	for _, f := range h.Fields() {
+		if f.Key == "" || f.Key[0] == ':' || f.Key == "transfer-encoding" {
+			continue
+		}
+		if f.Key == "connection" {
+			closeSent = true
+		}
+		bw.WriteString(f.Key)
+		bw.WriteString(": ")
+		writeFieldValue(bw, f.Value)
+		bw.WriteString("\r\n")
+	}
+	for i, k := range w.trailers {
+		if i == 0 {
+			bw.WriteString("trailer: ")
+		} else {
+			bw.WriteString(", ")
+		}
+		bw.WriteString(k)
+		if i == len(w.trailers)-1 {
+			bw.WriteString("\r\n")
+		}
+	}
+	switch {
+	case w.closeAfter && !closeSent:
+		bw.WriteString("connection: close\r\n")
+	case !w.closeAfter && w.req.ProtoMinor == 0 && !closeSent:
+		bw.WriteString("connection: keep-alive\r\n")
+	}
 	_, w.err = bw.WriteString("\r\n")
 }
 

@@ -676,6 +676,10 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 	}
 	s.headersSent = true
 	m := s.m
+	if hw, ok := s.w.(*h1Writer); ok {
+		s.writeMapHeaders(hw, h, trailer)
+		return
+	}
 	wh := s.w.Header()
 	status := 200
 	for _, f := range h.Fields() {
@@ -712,6 +716,40 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 	}
 	s.fs.Info.ResponseCode = status
 	s.w.WriteHeader(status)
+}
+
+// writeMapHeaders is writeHeaders for the HTTP/1.1 codec: the header map
+// goes to the wire as it is, with the connection manager's additions
+// (server, x-request-id, via, connection) made in the map itself.
+func (s *stream) writeMapHeaders(hw *h1Writer, h *header.Map, trailer http.Header) {
+	m := s.m
+	status := 200
+	if v, ok := h.Get(":status"); ok {
+		status, _ = strconv.Atoi(v)
+	}
+	if v, ok := h.Get("server"); !m.serverPassThrough || !ok || v == "" {
+		h.Set("server", m.serverName)
+	}
+	if m.alwaysSetRID {
+		if rid, ok := s.fs.RequestHeaders.Get("x-request-id"); ok {
+			h.Set("x-request-id", rid)
+		}
+	}
+	if m.via != "" {
+		h.Add("via", m.via)
+	}
+	if m.draining.Load() || m.hcFailed != nil && m.hcFailed() {
+		h.Set("connection", "close")
+	}
+	var names []string
+	for k := range trailer {
+		names = append(names, k)
+	}
+	if status < 100 || status > 999 {
+		status = 502
+	}
+	s.fs.Info.ResponseCode = status
+	hw.WriteHeaderMap(status, h, names)
 }
 
 // finishLocal answers with the pending local reply, running it through the
