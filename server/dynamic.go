@@ -14,12 +14,16 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"go.uber.org/zap"
 
 	"github.com/wasmesh/wasmesh/cluster"
+	"github.com/wasmesh/wasmesh/filterchain"
 	"github.com/wasmesh/wasmesh/listener/hcm"
 	"github.com/wasmesh/wasmesh/route"
 	"github.com/wasmesh/wasmesh/stats"
@@ -199,6 +203,30 @@ func (d dynamicPlane) UpdateRoutes(ctx context.Context, rcs []*routev3.RouteConf
 // ForgetRoutes drops route configurations no listener names any more.
 func (d dynamicPlane) ForgetRoutes(names []string) { d.s.dyn.routes.forget(names) }
 
+// UpdateExtensionConfigs applies HTTP filter configurations discovered over
+// ECDS to the connection managers using them
+// (client.ExtensionConfigUpdater). One no connection manager uses yet is
+// checked by compiling it as a filter chain of its own.
+func (d dynamicPlane) UpdateExtensionConfigs(ctx context.Context, tcs []*corev3.TypedExtensionConfig, versions []string) []error {
+	return d.s.dyn.routes.updateFilters(ctx, tcs, versions, func(ctx context.Context, tc *corev3.TypedExtensionConfig) error {
+		chain, err := filterchain.CompileChain(ctx, []*hcmv3.HttpFilter{
+			{Name: tc.GetName(), ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc.GetTypedConfig()}},
+			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}},
+		}, d.s.registry, d.s.env)
+		if err != nil {
+			return err
+		}
+		chain.Close()
+		return nil
+	})
+}
+
+// ForgetExtensionConfigs drops extension configurations no listener
+// names any more.
+func (d dynamicPlane) ForgetExtensionConfigs(names []string) { d.s.dyn.routes.forgetFilters(names) }
+
+var routerAny, _ = anypb.New(&routerv3.Router{})
+
 // rdsProvider is the connection managers' source of RDS route
 // configurations; nil without an ADS stream to fetch them on.
 func (s *Server) rdsProvider() hcm.RouteProvider {
@@ -209,13 +237,17 @@ func (s *Server) rdsProvider() hcm.RouteProvider {
 }
 
 // routeRegistry holds the route configurations accepted over RDS and the
-// connection managers following each. An update is compiled by every
-// manager following it before any of them swaps it in: a configuration
-// one of them rejects changes nothing.
+// HTTP filter configurations accepted over ECDS, and the connection
+// managers following each. An update is compiled by every manager
+// following it before any of them swaps it in: a configuration one of
+// them rejects changes nothing. One lock serialises RDS and ECDS updates.
 type routeRegistry struct {
 	mu       sync.Mutex
 	configs  map[string]routeEntry
 	watchers map[string]map[*routeWatch]struct{}
+	// ECDS, by extension config name.
+	filters        map[string]filterEntry
+	filterWatchers map[string]map[*routeWatch]struct{}
 }
 
 type routeEntry struct {
@@ -224,38 +256,114 @@ type routeEntry struct {
 	updated time.Time
 }
 
+type filterEntry struct {
+	tc      *corev3.TypedExtensionConfig
+	version string
+	updated time.Time
+}
+
 type routeWatch struct{ w hcm.RouteWatcher }
 
-// WatchRoutes implements hcm.RouteProvider.
-func (r *routeRegistry) WatchRoutes(name string, w hcm.RouteWatcher) (func(), error) {
+// Watch implements hcm.RouteProvider.
+func (r *routeRegistry) Watch(route string, filters []string, w hcm.RouteWatcher,
+	init func(*routev3.RouteConfiguration, map[string]*corev3.TypedExtensionConfig) error) (func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.configs[name]; ok {
-		commit, err := w.PrepareRoutes(context.Background(), e.rc)
-		if err != nil {
-			return nil, err
+	var rc *routev3.RouteConfiguration
+	if e, ok := r.configs[route]; ok && route != "" {
+		rc = e.rc
+	}
+	tcs := map[string]*corev3.TypedExtensionConfig{}
+	for _, n := range filters {
+		if e, ok := r.filters[n]; ok {
+			tcs[n] = e.tc
 		}
-		commit()
 	}
-	if r.watchers == nil {
-		r.watchers = map[string]map[*routeWatch]struct{}{}
-	}
-	if r.watchers[name] == nil {
-		r.watchers[name] = map[*routeWatch]struct{}{}
+	if err := init(rc, tcs); err != nil {
+		return nil, err
 	}
 	rw := &routeWatch{w: w}
-	r.watchers[name][rw] = struct{}{}
+	add := func(m *map[string]map[*routeWatch]struct{}, name string) {
+		if *m == nil {
+			*m = map[string]map[*routeWatch]struct{}{}
+		}
+		if (*m)[name] == nil {
+			(*m)[name] = map[*routeWatch]struct{}{}
+		}
+		(*m)[name][rw] = struct{}{}
+	}
+	del := func(m map[string]map[*routeWatch]struct{}, name string) {
+		delete(m[name], rw)
+		if len(m[name]) == 0 {
+			delete(m, name)
+		}
+	}
+	if route != "" {
+		add(&r.watchers, route)
+	}
+	for _, n := range filters {
+		add(&r.filterWatchers, n)
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			delete(r.watchers[name], rw)
-			if len(r.watchers[name]) == 0 {
-				delete(r.watchers, name)
+			if route != "" {
+				del(r.watchers, route)
+			}
+			for _, n := range filters {
+				del(r.filterWatchers, n)
 			}
 		})
 	}, nil
+}
+
+// updateFilters applies ECDS configurations; check validates one that no
+// connection manager uses yet.
+func (r *routeRegistry) updateFilters(ctx context.Context, tcs []*corev3.TypedExtensionConfig, versions []string,
+	check func(context.Context, *corev3.TypedExtensionConfig) error) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	errs := make([]error, len(tcs))
+	now := time.Now()
+	for i, tc := range tcs {
+		name := tc.GetName()
+		if len(r.filterWatchers[name]) == 0 {
+			if err := check(ctx, tc); err != nil {
+				errs[i] = fmt.Errorf("extension_config %q: %w", name, err)
+				continue
+			}
+		}
+		var commits []func(bool)
+		for rw := range r.filterWatchers[name] {
+			commit, err := rw.w.PrepareFilterConfig(ctx, tc)
+			if err != nil {
+				errs[i] = fmt.Errorf("extension_config %q: %w", name, err)
+				break
+			}
+			commits = append(commits, commit)
+		}
+		for _, commit := range commits {
+			commit(errs[i] == nil)
+		}
+		if errs[i] != nil {
+			continue
+		}
+		if r.filters == nil {
+			r.filters = map[string]filterEntry{}
+		}
+		r.filters[name] = filterEntry{tc: tc, version: versions[i], updated: now}
+	}
+	return errs
+}
+
+func (r *routeRegistry) forgetFilters(names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		delete(r.filters, n)
+	}
 }
 
 func (r *routeRegistry) update(ctx context.Context, rcs []*routev3.RouteConfiguration, versions []string) []error {
@@ -265,7 +373,7 @@ func (r *routeRegistry) update(ctx context.Context, rcs []*routev3.RouteConfigur
 	now := time.Now()
 	for i, rc := range rcs {
 		name := rc.GetName()
-		var commits []func()
+		var commits []func(bool)
 		if len(r.watchers[name]) == 0 {
 			// No listener uses it yet (it warms): check it alone.
 			if _, err := route.Compile(rc, route.CompileOptions{}); err != nil {
@@ -281,11 +389,11 @@ func (r *routeRegistry) update(ctx context.Context, rcs []*routev3.RouteConfigur
 			}
 			commits = append(commits, commit)
 		}
+		for _, commit := range commits {
+			commit(errs[i] == nil)
+		}
 		if errs[i] != nil {
 			continue
-		}
-		for _, commit := range commits {
-			commit()
 		}
 		if r.configs == nil {
 			r.configs = map[string]routeEntry{}

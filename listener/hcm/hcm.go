@@ -12,13 +12,12 @@ import (
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wasmesh/wasmesh/filterchain"
-	"github.com/wasmesh/wasmesh/filterchain/router"
 	"github.com/wasmesh/wasmesh/internal/protocheck"
 	"github.com/wasmesh/wasmesh/route"
 	"github.com/wasmesh/wasmesh/stats"
@@ -67,13 +66,20 @@ type Manager struct {
 	// routes is the route table with the filter plan of each route;
 	// RDS swaps it atomically.
 	routes     *routeSet
-	chain      *filterchain.Chain
 	accessLogs []*accessLog
 	// rdsName is the route configuration followed over RDS, rdsCancel
-	// stops following it.
+	// stops following RDS and ECDS.
 	rdsName       string
 	rdsCancel     func()
 	clusterExists func(string) bool
+	// ECDS: the http_filters as configured, the entries with
+	// config_discovery, and the configurations they currently use (only
+	// touched under the discovery provider's lock).
+	filters    []*hcmv3.HttpFilter
+	discovery  []discoveredFilter
+	discovered map[string]*anypb.Any
+	registry   *filterchain.Registry
+	env        *filterchain.Env
 
 	useRemoteAddress  bool
 	xffTrustedHops    uint32
@@ -119,7 +125,8 @@ type managerStats struct {
 
 // Compile compiles a connection manager. Errors name the field.
 func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Manager, error) {
-	if err := cfg.ValidateAll(); err != nil {
+	err := cfg.ValidateAll()
+	if err != nil {
 		return nil, err
 	}
 	errs := protocheck.Only("", cfg,
@@ -223,44 +230,30 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 		m.accessLogs = append(m.accessLogs, l)
 	}
 
-	var err error
 	m.clusterExists = d.ClusterExists
-	m.chain, err = filterchain.CompileChain(ctx, cfg.GetHttpFilters(), d.Registry, d.Env)
+	m.filters, m.registry, m.env = cfg.GetHttpFilters(), d.Registry, d.Env
+	m.routes = &routeSet{}
+	m.discovery, err = discoveredFilters(cfg.GetHttpFilters())
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m.chain.Default.Terminal().(*router.Config); !ok {
-		m.chain.Close()
-		return nil, errors.New("http_filters: the last filter must be envoy.filters.http.router")
-	}
-	m.routes = &routeSet{}
-	if rds := cfg.GetRds(); rds != nil {
-		// Until the route configuration arrives (or when it never does)
-		// the manager has no routes: every request is a 404 NR, as in
-		// Envoy once the listener stopped warming.
-		m.rdsName = rds.GetRouteConfigName()
-		empty, err := m.compileRoutes(ctx, &routev3.RouteConfiguration{Name: m.rdsName}, route.CompileOptions{}, false)
+	if cfg.GetRds() == nil && len(m.discovery) == 0 {
+		chain, err := m.buildChain(ctx, nil)
 		if err != nil {
-			m.chain.Close()
 			return nil, err
 		}
-		m.routes.swap(empty)
-		m.rdsCancel, err = d.RDS.WatchRoutes(m.rdsName, m)
-		if err != nil {
-			m.chain.Close()
-			return nil, fmt.Errorf("rds.route_config_name %q: %w", m.rdsName, err)
-		}
-	} else {
 		rc := cfg.GetRouteConfig()
-		snap, err := m.compileRoutes(ctx, rc, route.CompileOptions{
+		snap, err := m.compileRoutes(ctx, chain, rc, route.CompileOptions{
 			ClusterExists:             d.ClusterExists,
 			ValidateClustersByDefault: d.ClusterExists != nil,
 		}, true)
 		if err != nil {
-			m.chain.Close()
+			chain.Close()
 			return nil, err
 		}
 		m.routes.swap(snap)
+	} else if err := m.watch(ctx, cfg, d); err != nil {
+		return nil, err
 	}
 	st := d.Stats
 	if st == nil {
@@ -285,24 +278,23 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 // Routes is the current route table.
 func (m *Manager) Routes() *route.Table { return m.routes.cur.Load().table }
 
-// Close stops following RDS and releases the filters' resources (Wasm
-// plugins).
+// Close stops following RDS and ECDS and releases the filters' resources
+// (Wasm plugins), those of superseded filter configurations included.
 func (m *Manager) Close() {
 	if m.rdsCancel != nil {
 		m.rdsCancel()
 	}
-	m.chain.Close()
+	m.routes.close()
 }
 
 // planFor returns the route's plan, or the default plan.
 func (m *Manager) planFor(r *route.Route) *filterchain.Plan {
-	if r == nil {
-		return m.chain.Default
+	if r != nil {
+		if p, ok := m.routes.plan(r); ok {
+			return p
+		}
 	}
-	if p, ok := m.routes.plan(r); ok {
-		return p
-	}
-	return m.chain.Default
+	return m.routes.cur.Load().chain.Default
 }
 
 // accessLog is one configured file access log.

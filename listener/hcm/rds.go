@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wasmesh/wasmesh/filterchain"
 	"github.com/wasmesh/wasmesh/header"
@@ -18,32 +19,48 @@ import (
 	"github.com/wasmesh/wasmesh/route"
 )
 
-// RouteProvider supplies the route configurations that connection
-// managers name in rds.route_config_name (the server implements it over
-// the xDS client's RDS subscription).
+// RouteProvider supplies what connection managers discover over xDS: the
+// route configurations they name in rds.route_config_name (RDS) and the
+// filter configurations their http_filters name through config_discovery
+// (ECDS). The server implements it over the xDS client.
 type RouteProvider interface {
-	// WatchRoutes makes w follow the named route configuration. When one
-	// was already accepted, w compiles it (PrepareRoutes) and applies it
-	// before WatchRoutes returns; its error is returned and w is not
-	// registered. Later versions reach w through PrepareRoutes. cancel
-	// stops the updates.
-	WatchRoutes(name string, w RouteWatcher) (cancel func(), err error)
+	// Watch makes w follow the route configuration route ("" for none)
+	// and the extension configurations filters. Under the provider's
+	// update lock it calls init with the versions accepted so far (nil
+	// when none arrived) and registers w only when init succeeds, so no
+	// update is missed or applied before init. Later versions reach w
+	// through PrepareRoutes and PrepareFilterConfig, one at a time under
+	// that lock. cancel stops the updates.
+	Watch(route string, filters []string, w RouteWatcher,
+		init func(rc *routev3.RouteConfiguration, filters map[string]*corev3.TypedExtensionConfig) error) (cancel func(), err error)
 }
 
-// RouteWatcher is a connection manager following a route configuration.
+// RouteWatcher is a connection manager following discovered
+// configuration.
 type RouteWatcher interface {
 	// PrepareRoutes compiles rc (the route table and the per-route filter
-	// plans) without applying it; commit swaps it in. The error names the
-	// field and does not name the route configuration.
-	PrepareRoutes(ctx context.Context, rc *routev3.RouteConfiguration) (commit func(), err error)
+	// plans) without applying it; commit(true) swaps it in, commit(false)
+	// drops it. The error names the field.
+	PrepareRoutes(ctx context.Context, rc *routev3.RouteConfiguration) (commit func(apply bool), err error)
+	// PrepareFilterConfig compiles the filter chain with a new
+	// configuration of the named discovered filter (and the plans of the
+	// current routes) without applying it; commit(true) swaps it in,
+	// commit(false) releases it.
+	PrepareFilterConfig(ctx context.Context, tc *corev3.TypedExtensionConfig) (commit func(apply bool), err error)
 }
 
-// routeSnapshot is one compiled route configuration: the table and the
-// filter plan of each of its routes.
+// routeSnapshot is one compiled route configuration: the table, the
+// filter chain and the filter plan of each route.
 type routeSnapshot struct {
 	table *route.Table
+	chain *filterchain.Chain
 	plans map[*route.Route]*filterchain.Plan
 }
+
+// chainRetireAfter is how long a filter chain replaced through ECDS stays
+// open for the requests that started on it (its Wasm plugins are closed
+// after that, or when the manager closes).
+const chainRetireAfter = time.Minute
 
 // retiredFor is how long a superseded route table's plans stay findable:
 // a request matches a route and looks its plan up right after, so a swap
@@ -63,6 +80,28 @@ type routeSet struct {
 	// old are superseded snapshots, newest first, for planFor.
 	old atomic.Pointer[[]retired]
 	mu  sync.Mutex // serialises swaps
+	// retiring are replaced filter chains still open, with the timers
+	// that close them.
+	retiring map[*filterchain.Chain]*time.Timer
+	closed   bool
+}
+
+// close closes the current filter chain and the replaced ones.
+func (s *routeSet) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	for c, t := range s.retiring {
+		t.Stop()
+		c.Close()
+	}
+	s.retiring = nil
+	if cur := s.cur.Load(); cur != nil {
+		cur.chain.Close()
+	}
 }
 
 // Match matches against the current table.
@@ -93,6 +132,20 @@ func (s *routeSet) swap(next *routeSnapshot) {
 	prev := s.cur.Swap(next)
 	if prev == nil {
 		return
+	}
+	if old := prev.chain; old != next.chain {
+		if s.retiring == nil {
+			s.retiring = map[*filterchain.Chain]*time.Timer{}
+		}
+		s.retiring[old] = time.AfterFunc(chainRetireAfter, func() {
+			s.mu.Lock()
+			_, ok := s.retiring[old]
+			delete(s.retiring, old)
+			s.mu.Unlock()
+			if ok {
+				old.Close()
+			}
+		})
 	}
 	now := time.Now()
 	keep := []retired{{snap: prev, until: now.Add(retiredFor)}}
@@ -127,11 +180,65 @@ func compileRDS(rds *hcmv3.Rds, d Deps) error {
 	return errors.Join(errs...)
 }
 
+// watch follows RDS and ECDS: the first state is built from what the
+// provider has (an empty route table while the routes have not arrived:
+// every request is a 404 NR, as in Envoy once the listener stopped
+// warming).
+func (m *Manager) watch(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) error {
+	if d.RDS == nil {
+		return errors.New("http_filters: config_discovery needs dynamic_resources.ads_config")
+	}
+	m.rdsName = cfg.GetRds().GetRouteConfigName()
+	var names []string
+	for _, f := range m.discovery {
+		names = append(names, f.name)
+	}
+	cancel, err := d.RDS.Watch(m.rdsName, names, m, func(rc *routev3.RouteConfiguration, tcs map[string]*corev3.TypedExtensionConfig) error {
+		m.discovered = map[string]*anypb.Any{}
+		for _, f := range m.discovery {
+			if tc := tcs[f.name]; tc != nil {
+				if err := f.check(tc); err != nil {
+					return err
+				}
+				m.discovered[f.name] = tc.GetTypedConfig()
+			}
+		}
+		chain, err := m.buildChain(ctx, m.discovered)
+		if err != nil {
+			return err
+		}
+		var snap *routeSnapshot
+		switch {
+		case cfg.GetRds() == nil:
+			snap, err = m.compileRoutes(ctx, chain, cfg.GetRouteConfig(), route.CompileOptions{
+				ClusterExists: d.ClusterExists, ValidateClustersByDefault: d.ClusterExists != nil}, true)
+		case rc == nil:
+			snap, err = m.compileRoutes(ctx, chain, &routev3.RouteConfiguration{Name: m.rdsName}, route.CompileOptions{}, false)
+		default:
+			snap, err = m.compileRoutes(ctx, chain, rc, route.CompileOptions{ClusterExists: m.clusterExists}, false)
+			if err != nil {
+				err = fmt.Errorf("rds.route_config_name %q: %w", m.rdsName, err)
+			}
+		}
+		if err != nil {
+			chain.Close()
+			return err
+		}
+		m.routes.swap(snap)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	m.rdsCancel = cancel
+	return nil
+}
+
 // compileRoutes compiles a route configuration and the filter plan of
 // each of its routes against the manager's filter chain.
 // Inline route configurations' errors are prefixed with their name, as
 // they always were.
-func (m *Manager) compileRoutes(ctx context.Context, rc *routev3.RouteConfiguration, opts route.CompileOptions, inline bool) (*routeSnapshot, error) {
+func (m *Manager) compileRoutes(ctx context.Context, chain *filterchain.Chain, rc *routev3.RouteConfiguration, opts route.CompileOptions, inline bool) (*routeSnapshot, error) {
 	t, err := route.Compile(rc, opts)
 	if err != nil {
 		if inline {
@@ -139,35 +246,48 @@ func (m *Manager) compileRoutes(ctx context.Context, rc *routev3.RouteConfigurat
 		}
 		return nil, err
 	}
-	snap := &routeSnapshot{table: t, plans: map[*route.Route]*filterchain.Plan{}}
+	plans, err := planRoutes(ctx, chain, t)
+	if err != nil {
+		return nil, err
+	}
+	return &routeSnapshot{table: t, chain: chain, plans: plans}, nil
+}
+
+// planRoutes builds the filter plan of each route of a table.
+func planRoutes(ctx context.Context, chain *filterchain.Chain, t *route.Table) (map[*route.Route]*filterchain.Plan, error) {
+	plans := map[*route.Route]*filterchain.Plan{}
 	var planErr error
 	t.Routes(func(r *route.Route) bool {
-		p, err := m.chain.PlanFor(ctx, func(name string) filterchain.Override {
+		p, err := chain.PlanFor(ctx, func(name string) filterchain.Override {
 			o := r.FilterOverride(name)
 			return filterchain.Override{Config: o.Config, Explicit: o.Explicit, Disabled: o.Disabled, Optional: o.Optional}
 		})
 		if err != nil {
-			planErr = fmt.Errorf("route_config %q route %q: %w", rc.GetName(), r.Name, err)
+			planErr = fmt.Errorf("route_config %q route %q: %w", t.Proto().GetName(), r.Name, err)
 			return false
 		}
-		snap.plans[r] = p
+		plans[r] = p
 		return true
 	})
 	if planErr != nil {
 		return nil, planErr
 	}
-	return snap, nil
+	return plans, nil
 }
 
 // PrepareRoutes compiles a route configuration delivered over RDS
 // (RouteWatcher). Clusters are not validated unless the configuration
 // asks (validate_clusters defaults to false for RDS, as in Envoy).
-func (m *Manager) PrepareRoutes(ctx context.Context, rc *routev3.RouteConfiguration) (func(), error) {
-	snap, err := m.compileRoutes(ctx, rc, route.CompileOptions{ClusterExists: m.clusterExists}, false)
+func (m *Manager) PrepareRoutes(ctx context.Context, rc *routev3.RouteConfiguration) (func(bool), error) {
+	snap, err := m.compileRoutes(ctx, m.routes.cur.Load().chain, rc, route.CompileOptions{ClusterExists: m.clusterExists}, false)
 	if err != nil {
 		return nil, err
 	}
-	return func() { m.routes.swap(snap) }, nil
+	return func(apply bool) {
+		if apply {
+			m.routes.swap(snap)
+		}
+	}, nil
 }
 
 // RDSName is the route configuration the manager follows over RDS, "" when

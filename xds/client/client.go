@@ -75,6 +75,7 @@ type Client struct {
 	rdsHeld     map[string]time.Duration
 	rdsSince    map[string]time.Time
 	ldsAnswered bool // an LDS response arrived (it may be held)
+	ecds        *ecdsState
 }
 
 // subscription is the protocol state of one resource type, kept across
@@ -120,6 +121,7 @@ func New(cfg Config, dp DataPlane) *Client {
 		{TypeEndpoint, ""},
 		{TypeListener, "listener_manager.lds."},
 		{TypeRoute, ""},
+		{TypeExtensionConfig, ""},
 		{TypeSecret, ""},
 	} {
 		sub := &subscription{typeURL: s.url, wildcard: s.url == TypeCluster || s.url == TypeListener, versions: map[string]string{}}

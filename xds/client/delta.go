@@ -10,6 +10,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -51,6 +52,7 @@ func (s *deltaStream) sync() error {
 		{TypeEndpoint, c.edsNames(), true},
 		{TypeListener, nil, c.cdsInit},
 		{TypeRoute, c.rdsNames(), c.cdsInit},
+		{TypeExtensionConfig, c.ecdsNames(), c.cdsInit},
 		{TypeSecret, c.sdsNames(), true},
 	}
 	for _, w := range want {
@@ -203,6 +205,19 @@ func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscover
 		errs = append(errs, c.applyListeners(ctx, next))
 	case TypeSecret:
 		errs = append(errs, c.applySecretsDelta(ctx, resp))
+	case TypeExtensionConfig:
+		var tcs []*corev3.TypedExtensionConfig
+		var versions []string
+		for _, r := range resp.GetResources() {
+			tc, err := decode(r.GetResource(), TypeExtensionConfig, newExtensionConfig)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("extension_config %q: %w", r.GetName(), err))
+				continue
+			}
+			tcs, versions = append(tcs, tc), append(versions, r.GetVersion())
+		}
+		errs = append(errs, c.applyExtensionConfigs(ctx, tcs, versions))
+		c.ecdsRemoved(resp.GetRemovedResources())
 	case TypeRoute:
 		var rcs []*routev3.RouteConfiguration
 		var versions []string

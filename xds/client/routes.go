@@ -92,12 +92,10 @@ func (c *Client) rdsNames() []string {
 	return names
 }
 
-// noteListenerRoutes records the route configurations an arriving LDS
-// response needs, so that it can wait for them (listener warming).
+// noteListenerRoutes records the route and extension configurations an
+// arriving LDS response needs, so that it can wait for them (listener
+// warming).
 func (c *Client) noteListenerRoutes(resp any) {
-	if !c.routesEnabled() {
-		return
-	}
 	var ls []*listenerv3.Listener
 	switch r := resp.(type) {
 	case *discoveryv3.DiscoveryResponse:
@@ -122,6 +120,17 @@ func (c *Client) noteListenerRoutes(resp any) {
 		return
 	}
 	c.ldsAnswered = true
+	if len(c.held) == 0 {
+		// What was noted before belongs to handled responses.
+		c.rdsHeld = nil
+		if c.ecds != nil {
+			c.ecds.held = nil
+		}
+	}
+	c.noteListenerFilterConfigs(ls)
+	if !c.routesEnabled() {
+		return
+	}
 	want := map[string]time.Duration{}
 	for _, l := range ls {
 		listenerRoutes(l, want)
@@ -146,6 +155,9 @@ func (c *Client) noteListenerRoutes(resp any) {
 // routesWaiting reports whether a listener response waits for a route
 // configuration's first version.
 func (c *Client) routesWaiting() bool {
+	if c.ecdsWaiting() {
+		return true
+	}
 	for n := range c.rdsHeld {
 		if !c.rdsAnswered[n] {
 			return true
@@ -158,6 +170,7 @@ func (c *Client) routesWaiting() bool {
 // now serving; the names only waiting listener responses needed are
 // released once none waits.
 func (c *Client) listenersApplied() {
+	c.ecdsListenersApplied()
 	if !c.routesEnabled() {
 		return
 	}
@@ -176,11 +189,15 @@ func (c *Client) listenersApplied() {
 func (c *Client) routesHandled() {
 	if len(c.held) == 0 {
 		c.rdsHeld = nil
+		if c.ecds != nil {
+			c.ecds.held = nil
+		}
 	}
 }
 
 // rdsDeadline is the next route configuration initial-fetch timeout.
 func (c *Client) rdsDeadlines(consider func(since time.Time, d time.Duration)) {
+	c.ecdsDeadlines(consider)
 	for n, d := range c.rdsHeld {
 		if !c.rdsAnswered[n] {
 			consider(c.rdsSince[n], d)
@@ -192,6 +209,7 @@ func (c *Client) rdsDeadlines(consider func(since time.Time, d time.Duration)) {
 // timed out: their listeners start without routes (404 NR), as Envoy's
 // do.
 func (c *Client) rdsTimeouts(now time.Time) {
+	c.ecdsTimeouts(now)
 	for n, d := range c.rdsHeld {
 		since, ok := c.rdsSince[n]
 		if c.rdsAnswered[n] || !ok || d < 0 || now.Before(since.Add(d)) {
@@ -209,6 +227,8 @@ func (c *Client) forgetName(typeURL, name string) {
 	switch typeURL {
 	case TypeEndpoint:
 		delete(c.clas, name)
+	case TypeExtensionConfig:
+		c.ecdsForget(name)
 	case TypeRoute:
 		delete(c.routes, name)
 		delete(c.rdsAnswered, name)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -51,6 +52,7 @@ func (s *sotwStream) sync() error {
 		{TypeEndpoint, c.edsNames(), true},
 		{TypeListener, nil, c.cdsInit},
 		{TypeRoute, c.rdsNames(), c.cdsInit},
+		{TypeExtensionConfig, c.ecdsNames(), c.cdsInit},
 		{TypeSecret, c.sdsNames(), true},
 	}
 	for _, w := range want {
@@ -270,6 +272,19 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 			next[l.GetName()] = l
 		}
 		return c.applyListeners(ctx, next)
+	case TypeExtensionConfig:
+		var tcs []*corev3.TypedExtensionConfig
+		var versions []string
+		for _, a := range resp.GetResources() {
+			tc, err := decodeWith(c.decoded(TypeExtensionConfig), a, TypeExtensionConfig, newExtensionConfig)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			tcs, versions = append(tcs, tc), append(versions, resp.GetVersionInfo())
+		}
+		errs = append(errs, c.applyExtensionConfigs(ctx, tcs, versions))
+		return errors.Join(errs...)
 	case TypeRoute:
 		var rcs []*routev3.RouteConfiguration
 		var versions []string
