@@ -41,9 +41,16 @@
 //     REST, and mixing files with ADS are rejected naming the field. EDS
 //     clusters are fed over ADS only (their eds_config is not read); in
 //     file mode they start without hosts after initial_fetch_timeout.
-//     Resource types: Cluster, ClusterLoadAssignment, Listener and
-//     RouteConfiguration and Secret (over ADS only); RTDS and ECDS are
-//     not implemented, and other type URLs in a response are NACKed.
+//     Resource types: Cluster, ClusterLoadAssignment, Listener,
+//     RouteConfiguration, Secret and TypedExtensionConfig (over ADS only);
+//     RTDS is not implemented, and other type URLs in a response are
+//     NACKed.
+//   - ECDS (ecds.go): HTTP filters with config_discovery are subscribed
+//     by their names; an LDS response is held until each such filter's
+//     TypedExtensionConfig arrives (or is rejected, or its
+//     initial_fetch_timeout passes), except for filters with
+//     default_config and apply_default_config_without_warming. A removal
+//     keeps the last configuration, as for RDS.
 //   - SDS (secrets.go): secrets are subscribed by the names the clusters
 //     (serving and warming), the serving listeners and the held LDS
 //     responses read in their TLS contexts (sds_config `ads: {}`). A
