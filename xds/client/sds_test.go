@@ -330,6 +330,18 @@ func testSDSListener(t *testing.T, apiType string) {
 	if !strings.Contains(string(certs), pair2.Leaf.SerialNumber.Text(16)) {
 		t.Fatalf("/certs does not list the rotated certificate (serial %x):\n%s", pair2.Leaf.SerialNumber, certs)
 	}
+
+	// The listener goes: its secret is no longer read, so it is
+	// unsubscribed (delta) and forgotten.
+	cp.setSDS("4", []*clusterv3.Cluster{backend}, nil, tlsSecret("server-cert", c2, k2))
+	if apiType == "DELTA_GRPC" {
+		cp.waitRequest("SDS unsubscription", func(r request) bool {
+			return r.typeURL == client.TypeSecret && contains(r.unsubscribe, "server-cert")
+		})
+	}
+	waitUntil(t, "the secret leaving /config_dump", func() bool {
+		return !strings.Contains(configDump(t, adminPort), `"dynamic_active_secrets"`)
+	})
 }
 
 // TestSDSListenerWarming: a listener naming a secret the control plane

@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -19,6 +23,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 
+	"github.com/wasmesh/wasmesh/server"
 	"github.com/wasmesh/wasmesh/xds/client"
 )
 
@@ -252,5 +257,58 @@ func testSDSLinearCache(t *testing.T, apiType string) {
 	}
 	if s, err := serialOf(t, port, ca.pool); err != nil || s.Cmp(pair2.Leaf.SerialNumber) != 0 {
 		t.Fatalf("after the NACK: %v %v, want the last good certificate", s, err)
+	}
+}
+
+// TestSDSInStaticResourcesRejected: a bootstrap listener reading an SDS
+// secret is refused naming the field (only xDS-delivered listeners and
+// clusters have their secrets subscribed).
+func TestSDSInStaticResourcesRejected(t *testing.T) {
+	cp := startSDSControlPlane(t)
+	host, port, _ := net.SplitHostPort(cp.addr)
+	cfg := fmt.Sprintf(`
+node: {id: %s, cluster: test}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+  cds_config: {ads: {}}
+  lds_config: {ads: {}}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
+  listeners:
+  - name: static-tls
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificate_sds_secret_configs: [{name: cert, sds_config: {ads: {}}}]
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: xds}
+`, nodeID, host, port)
+	o, err := server.ParseFlags([]string{"--config-yaml", cfg, "-l", "off"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := parse(t, &bootstrapv3.Bootstrap{}, cfg)
+	s, err := server.New(context.Background(), o, b, nil)
+	if err == nil {
+		s.Close(context.Background())
+		t.Fatal("a static listener reading an SDS secret was accepted")
+	}
+	want := "tls_certificate_sds_secret_configs[0].sds_config: SDS secrets in static_resources are not implemented"
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want %q", err, want)
 	}
 }
