@@ -94,6 +94,10 @@ type Block struct {
 	extraG   map[string]*Gauge
 
 	tags []blockTags // Prometheus view per slot, guarded by store.tagMu
+
+	// want is, for a view (another set owns the prefix), the set the view
+	// was asked for: CounterAt and GaugeAt resolve its names.
+	want *StatSet
 }
 
 // Block returns the block of set under prefix ("cluster.backend." or
@@ -115,7 +119,7 @@ func (s *Store) Block(prefix string, set *StatSet) *Block {
 			return b
 		}
 		// Another set owns the prefix: an unregistered, empty view.
-		return &Block{name: statName{prefix: prefix, set: s.emptySet}, store: s}
+		return &Block{name: statName{prefix: prefix, set: s.emptySet}, store: s, want: set}
 	}
 	b = s.newBlock(prefix, set)
 	s.blocks[prefix] = b
@@ -211,6 +215,36 @@ func (b *Block) Counter(name string) *Counter {
 		return b.extraCounter(name)
 	}
 	return b.counterLocked(name)
+}
+
+// CounterAt returns the counter at index i of the set's counters (the
+// order given to NewStatSet), as Counter of that name does, without the
+// name lookup: for callers that keep the block rather than a handle per
+// stat. It panics when i is out of range.
+func (b *Block) CounterAt(i int) *Counter {
+	if b.want != nil {
+		return b.Counter(b.want.counters[i])
+	}
+	if b.adopted != nil {
+		if c, ok := b.adopted[int32(i)].(*Counter); ok {
+			return c
+		}
+	}
+	return &b.counters[i]
+}
+
+// GaugeAt returns the gauge at index i of the set's gauges, as CounterAt
+// does.
+func (b *Block) GaugeAt(i int) *Gauge {
+	if b.want != nil {
+		return b.Gauge(b.want.gauges[i], b.want.mode)
+	}
+	if b.adopted != nil {
+		if g, ok := b.adopted[int32(len(b.counters)+i)].(*Gauge); ok {
+			return g
+		}
+	}
+	return &b.gauges[i]
 }
 
 // Gauge returns the gauge named prefix+name, as Counter does; mode applies

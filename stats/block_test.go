@@ -423,3 +423,41 @@ func BenchmarkWritePrometheusClusters(b *testing.B) {
 	}
 	b.ReportMetric(kept, "kept-B/cluster")
 }
+
+// CounterAt and GaugeAt give the handle Counter and Gauge give for the name
+// at that index: the block's own, a stat adopted from before the block, or
+// for a view of another set's prefix, the stat the store resolves.
+func TestBlockStatsAt(t *testing.T) {
+	s := New(Options{})
+	set := s.StatSet(testCounters, testGauges, Accumulate)
+	early := s.Counter("cluster.x.upstream_cx_total")
+	b := s.Block("cluster.x.", set)
+	other := s.StatSet([]string{"other", "upstream_rq_total"}, []string{"g"}, NeverImport)
+	view := s.Block("cluster.x.", other)
+	tests := []struct {
+		name string
+		blk  *Block
+		set  *StatSet
+	}{{"block", b, set}, {"view", view, other}}
+	for _, tt := range tests {
+		for i, n := range tt.set.counters {
+			if got, want := tt.blk.CounterAt(i), tt.blk.Counter(n); got != want {
+				t.Errorf("%s: CounterAt(%d) != Counter(%q)", tt.name, i, n)
+			}
+		}
+		for i, n := range tt.set.gauges {
+			if got, want := tt.blk.GaugeAt(i), tt.blk.Gauge(n, tt.set.mode); got != want {
+				t.Errorf("%s: GaugeAt(%d) != Gauge(%q)", tt.name, i, n)
+			}
+		}
+	}
+	if b.CounterAt(1) != early {
+		t.Error("CounterAt: a stat made before the block was not kept")
+	}
+	if view.CounterAt(1) != b.Counter("upstream_rq_total") {
+		t.Error("view CounterAt: not the owning block's stat")
+	}
+	if testing.AllocsPerRun(100, func() { b.CounterAt(0).Inc(); b.GaugeAt(2).Set(1) }) != 0 {
+		t.Error("CounterAt/GaugeAt allocate")
+	}
+}
