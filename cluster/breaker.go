@@ -19,6 +19,7 @@ import (
 type breaker struct {
 	th    thresholds
 	stats *clusterStats
+	base  int // first of this priority's gauges in clusterGauges
 
 	requests atomic.Int64
 	pending  atomic.Int64
@@ -26,31 +27,68 @@ type breaker struct {
 	conns    atomic.Int64 // open connections (priority DEFAULT counts all)
 	slots    chan struct{}
 
-	cxOpen, rqPendingOpen, rqOpen, rqRetryOpen                   Gauge
-	remainingCx, remainingPending, remainingRq, remainingRetries Gauge
+	rem *remainingGauges // with track_remaining only
+}
+
+type remainingGauges struct {
+	cx, pending, rq, retries Gauge
 }
 
 func newBreaker(th thresholds, st *clusterStats, high bool) *breaker {
-	b := &breaker{th: th, stats: st, slots: make(chan struct{}, th.maxConnections)}
+	b := &breaker{th: th, stats: st, base: gBreakerDefault, slots: make(chan struct{}, th.maxConnections)}
 	p := "circuit_breakers.default."
 	if high {
 		p = "circuit_breakers.high."
+		b.base = gBreakerHigh
 	}
-	b.cxOpen = st.gauge(p + "cx_open")
-	b.rqPendingOpen = st.gauge(p + "rq_pending_open")
-	b.rqOpen = st.gauge(p + "rq_open")
-	b.rqRetryOpen = st.gauge(p + "rq_retry_open")
 	if th.trackRemaining {
-		b.remainingCx = st.gauge(p + "remaining_cx")
-		b.remainingPending = st.gauge(p + "remaining_pending")
-		b.remainingRq = st.gauge(p + "remaining_rq")
-		b.remainingRetries = st.gauge(p + "remaining_retries")
-		b.remainingCx.Set(th.maxConnections)
-		b.remainingPending.Set(th.maxPending)
-		b.remainingRq.Set(th.maxRequests)
-		b.remainingRetries.Set(th.maxRetries)
+		b.rem = &remainingGauges{
+			cx:      st.gauge(p + "remaining_cx"),
+			pending: st.gauge(p + "remaining_pending"),
+			rq:      st.gauge(p + "remaining_rq"),
+			retries: st.gauge(p + "remaining_retries"),
+		}
+		b.rem.cx.Set(th.maxConnections)
+		b.rem.pending.Set(th.maxPending)
+		b.rem.rq.Set(th.maxRequests)
+		b.rem.retries.Set(th.maxRetries)
 	}
 	return b
+}
+
+func (b *breaker) cxOpen() Gauge        { return b.stats.g(b.base + bgCxOpen) }
+func (b *breaker) rqPendingOpen() Gauge { return b.stats.g(b.base + bgRqPendingOpen) }
+func (b *breaker) rqOpen() Gauge        { return b.stats.g(b.base + bgRqOpen) }
+func (b *breaker) rqRetryOpen() Gauge   { return b.stats.g(b.base + bgRqRetryOpen) }
+
+// remainingCx and the others are the remaining_* gauges, nil without
+// track_remaining.
+func (b *breaker) remainingCx() Gauge {
+	if b.rem == nil {
+		return nil
+	}
+	return b.rem.cx
+}
+
+func (b *breaker) remainingPending() Gauge {
+	if b.rem == nil {
+		return nil
+	}
+	return b.rem.pending
+}
+
+func (b *breaker) remainingRq() Gauge {
+	if b.rem == nil {
+		return nil
+	}
+	return b.rem.rq
+}
+
+func (b *breaker) remainingRetries() Gauge {
+	if b.rem == nil {
+		return nil
+	}
+	return b.rem.retries
 }
 
 func remaining(g Gauge, max uint64, n int64) {
@@ -71,22 +109,22 @@ func (b *breaker) acquireRequest() bool {
 	n := b.requests.Add(1)
 	if uint64(n) > b.th.maxRequests {
 		b.requests.Add(-1)
-		b.rqOpen.Set(1)
+		b.rqOpen().Set(1)
 		return false
 	}
 	if uint64(n) == b.th.maxRequests {
-		b.rqOpen.Set(1)
+		b.rqOpen().Set(1)
 	}
-	remaining(b.remainingRq, b.th.maxRequests, n)
+	remaining(b.remainingRq(), b.th.maxRequests, n)
 	return true
 }
 
 func (b *breaker) releaseRequest() {
 	n := b.requests.Add(-1)
 	if uint64(n) < b.th.maxRequests {
-		b.rqOpen.Set(0)
+		b.rqOpen().Set(0)
 	}
-	remaining(b.remainingRq, b.th.maxRequests, n)
+	remaining(b.remainingRq(), b.th.maxRequests, n)
 }
 
 // acquireSlot takes an HTTP/1.1 connection slot, waiting as a pending
@@ -97,27 +135,27 @@ func (b *breaker) acquireSlot(ctx context.Context) error {
 		return nil
 	default:
 	}
-	b.cxOpen.Set(1)
-	b.stats.cxOverflow.Inc()
+	b.cxOpen().Set(1)
+	b.stats.cxOverflow().Inc()
 	n := b.pending.Add(1)
 	if uint64(n) > b.th.maxPending {
 		b.pending.Add(-1)
-		b.rqPendingOpen.Set(1)
+		b.rqPendingOpen().Set(1)
 		return &OverflowError{Resource: "max_pending_requests"}
 	}
 	if uint64(n) == b.th.maxPending {
-		b.rqPendingOpen.Set(1)
+		b.rqPendingOpen().Set(1)
 	}
-	remaining(b.remainingPending, b.th.maxPending, n)
-	b.stats.rqPendingTotal.Inc()
-	b.stats.rqPendingActive.Inc()
+	remaining(b.remainingPending(), b.th.maxPending, n)
+	b.stats.rqPendingTotal().Inc()
+	b.stats.rqPendingActive().Inc()
 	defer func() {
 		n := b.pending.Add(-1)
 		if uint64(n) < b.th.maxPending {
-			b.rqPendingOpen.Set(0)
+			b.rqPendingOpen().Set(0)
 		}
-		remaining(b.remainingPending, b.th.maxPending, n)
-		b.stats.rqPendingActive.Dec()
+		remaining(b.remainingPending(), b.th.maxPending, n)
+		b.stats.rqPendingActive().Dec()
 	}()
 	select {
 	case b.slots <- struct{}{}:
@@ -130,17 +168,17 @@ func (b *breaker) acquireSlot(ctx context.Context) error {
 func (b *breaker) releaseSlot() {
 	<-b.slots
 	if len(b.slots) < cap(b.slots) {
-		b.cxOpen.Set(0)
+		b.cxOpen().Set(0)
 	}
 }
 
 // acquireConn checks max_connections for a new TCP proxy connection.
 func (b *breaker) acquireConn(open int64) bool {
 	if uint64(open) >= b.th.maxConnections {
-		b.cxOpen.Set(1)
+		b.cxOpen().Set(1)
 		return false
 	}
-	remaining(b.remainingCx, b.th.maxConnections, open+1)
+	remaining(b.remainingCx(), b.th.maxConnections, open+1)
 	return true
 }
 
@@ -148,21 +186,21 @@ func (b *breaker) tryRetry() bool {
 	n := b.retries.Add(1)
 	if uint64(n) > b.th.maxRetries {
 		b.retries.Add(-1)
-		b.rqRetryOpen.Set(1)
-		b.stats.rqRetryOverflow.Inc()
+		b.rqRetryOpen().Set(1)
+		b.stats.rqRetryOverflow().Inc()
 		return false
 	}
 	if uint64(n) == b.th.maxRetries {
-		b.rqRetryOpen.Set(1)
+		b.rqRetryOpen().Set(1)
 	}
-	remaining(b.remainingRetries, b.th.maxRetries, n)
+	remaining(b.remainingRetries(), b.th.maxRetries, n)
 	return true
 }
 
 func (b *breaker) retryDone() {
 	n := b.retries.Add(-1)
 	if uint64(n) < b.th.maxRetries {
-		b.rqRetryOpen.Set(0)
+		b.rqRetryOpen().Set(0)
 	}
-	remaining(b.remainingRetries, b.th.maxRetries, n)
+	remaining(b.remainingRetries(), b.th.maxRetries, n)
 }

@@ -60,7 +60,7 @@ type Cluster struct {
 	m     *Manager
 	cfg   *config
 	name  string
-	log   *zap.Logger
+	log   atomic.Pointer[zap.Logger] // logger() makes it on first use
 	stats *clusterStats
 	rand  func() uint64
 
@@ -75,14 +75,15 @@ type Cluster struct {
 
 	mu        sync.Mutex
 	members   []*Host
-	byKey     map[string]*Host
+	byKey     map[string]*Host // nil up to hostMapMin members: members is searched
 	overprov  uint32
 	weighted  bool
 	initWait  int             // pending initial conditions (DNS rounds, first health checks)
 	hcWaiting map[string]bool // hosts whose first health check warming waits for
 	initDone  bool
 
-	breakers [2]*breaker
+	breaker0 *breaker                // priority DEFAULT
+	high     atomic.Pointer[breaker] // priority HIGH, made on first use
 	tr       transports
 	resolver Resolver
 	outlier  *detector
@@ -98,11 +99,17 @@ type Cluster struct {
 // hostSet is an immutable snapshot of the hosts by priority with their
 // load balancers.
 type hostSet struct {
-	levels []*level
-	load   lb.Load
-	multi  bool // more than one level, degraded hosts, or panic: Choose is needed
-	byURL  map[string]*Host
+	levels  []*level
+	load    lb.Load
+	multi   bool             // more than one level, degraded hosts, or panic: Choose is needed
+	members []*Host          // every member, excluded ones too
+	byURL   map[string]*Host // nil up to hostMapMin members: members is searched
 }
+
+// hostMapMin is the number of hosts up to which a cluster finds a host by
+// key or URL by looking through them rather than in a map: most clusters
+// have a few hosts, and a map costs hundreds of bytes each.
+const hostMapMin = 8
 
 type level struct {
 	all, healthy, degraded       []*Host
@@ -114,16 +121,15 @@ func newCluster(m *Manager, cfg *config) (*Cluster, error) {
 		m:     m,
 		cfg:   cfg,
 		name:  cfg.name,
-		log:   m.log.WithLazy(zap.String("cluster", cfg.name)), // cloned on first use: ~1 KB per cluster that never logs
 		stats: newClusterStats(m.opts.Stats, cfg.statName),
 		rand:  m.opts.Rand,
 		ready: make(chan struct{}),
-		byKey: map[string]*Host{},
 	}
 	c.cfg.lb.Rand = c.rand
 	c.ctx, c.cancel = context.WithCancel(m.ctx)
-	for i := range c.breakers {
-		c.breakers[i] = newBreaker(cfg.breakers[i], c.stats, i == 1)
+	c.breaker0 = newBreaker(cfg.breakers[0], c.stats, false)
+	if cfg.breakers[1].trackRemaining {
+		c.high.Store(newBreaker(cfg.breakers[1], c.stats, true)) // its remaining_* gauges show from the start
 	}
 	c.overprov = lb.DefaultOverprovisioningFactor
 	if cfg.dns != nil {
@@ -156,6 +162,19 @@ func newCluster(m *Manager, cfg *config) (*Cluster, error) {
 	return c, nil
 }
 
+// logger is the cluster's logger, made on first use: most clusters never
+// log, and a logger with a field costs a few hundred bytes.
+func (c *Cluster) logger() *zap.Logger {
+	if l := c.log.Load(); l != nil {
+		return l
+	}
+	l := c.m.log.With(zap.String("cluster", c.name))
+	if !c.log.CompareAndSwap(nil, l) {
+		return c.log.Load()
+	}
+	return l
+}
+
 // start begins the cluster's life: initial hosts, DNS, health checks and
 // outlier sweeps. eds, if set, overrides the static load_assignment.
 func (c *Cluster) start(eds *assignment) {
@@ -163,7 +182,7 @@ func (c *Cluster) start(eds *assignment) {
 		opts := health.Options{
 			Cluster:    c.name,
 			Dial:       c.dialHealthCheck,
-			Logger:     c.log.With(zap.String("component", "hc")),
+			Logger:     c.logger().With(zap.String("component", "hc")),
 			Stats:      c.healthStats(),
 			HasTraffic: c.traffic.Load,
 			OnChange:   c.onHealthChange,
@@ -191,6 +210,9 @@ func (c *Cluster) start(eds *assignment) {
 		if a != nil {
 			c.setAssignment(a)
 		}
+		// The hosts are made: the compiled assignment is not needed again
+		// (the config is this cluster's own, and no one else reads it).
+		c.cfg.assignment = nil
 	case discStrictDNS, discLogicalDNS:
 		c.startDNS()
 	case discOriginalDst:
@@ -275,15 +297,18 @@ func (c *Cluster) setAssignment(a *assignment) {
 // address stays.
 func (c *Cluster) setHostsLocked(specs []hostSpec) {
 	members := make([]*Host, 0, len(specs))
-	byKey := make(map[string]*Host, len(specs))
+	var byKey map[string]*Host
+	if len(specs) > hostMapMin {
+		byKey = make(map[string]*Host, len(specs))
+	}
 	changed := false
 	for i := range specs {
 		s := &specs[i]
 		k := s.key()
-		if _, dup := byKey[k]; dup {
-			continue
+		if findHost(members, byKey, k) != nil {
+			continue // duplicate
 		}
-		h := c.byKey[k]
+		h := c.hostByKey(k)
 		if h == nil {
 			h = c.newHost(s, k)
 			changed = true
@@ -291,21 +316,42 @@ func (c *Cluster) setHostsLocked(specs []hostSpec) {
 			c.updateHost(h, s)
 		}
 		members = append(members, h)
-		byKey[k] = h
+		if byKey != nil {
+			byKey[k] = h
+		}
 	}
-	for k, h := range c.byKey {
-		if _, ok := byKey[k]; ok {
+	for _, h := range c.members {
+		if findHost(members, byKey, h.key) == h {
 			continue
 		}
 		changed = true
 		c.removeHostLocked(h)
 	}
+	if byKey != nil && len(members) <= hostMapMin {
+		byKey = nil
+	}
 	c.members, c.byKey = members, byKey
 	if changed {
-		c.stats.membershipChange.Inc()
+		c.stats.membershipChange().Inc()
 		c.updateHealthTargetsLocked()
 	}
 	c.rebuildLocked()
+}
+
+// hostByKey returns the member with the key, or nil; c.mu is held.
+func (c *Cluster) hostByKey(key string) *Host { return findHost(c.members, c.byKey, key) }
+
+// findHost looks a key up in byKey, or through members when byKey is nil.
+func findHost(members []*Host, byKey map[string]*Host, key string) *Host {
+	if byKey != nil {
+		return byKey[key]
+	}
+	for _, h := range members {
+		if h.key == key {
+			return h
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) newHost(s *hostSpec, key string) *Host {
@@ -385,10 +431,24 @@ func (c *Cluster) rebuildLocked() {
 			levels[i] = &level{}
 		}
 	}
-	byURL := make(map[string]*Host, len(c.members))
+	var byURL map[string]*Host
+	if len(c.members) > hostMapMin {
+		byURL = make(map[string]*Host, len(c.members))
+	}
+	// Size each level's lists first: they are kept, and growing them by
+	// append leaves garbage between the kept objects.
+	for _, h := range c.members {
+		lv[h.Priority()].Hosts++
+	}
+	for i, l := range levels {
+		l.all = make([]*Host, 0, lv[i].Hosts)
+		lv[i].Hosts = 0
+	}
 	var healthy, degraded, excluded, maxW uint64
 	for _, h := range c.members {
-		byURL[h.urlHost()] = h
+		if byURL != nil {
+			byURL[h.urlHost()] = h
+		}
 		p := h.Priority()
 		l, st := levels[p], &lv[p]
 		st.Hosts++
@@ -413,11 +473,14 @@ func (c *Cluster) rebuildLocked() {
 		} else {
 			st.Healthy += w
 			healthy++
+			if l.healthy == nil {
+				l.healthy = make([]*Host, 0, cap(l.all))
+			}
 			l.healthy = append(l.healthy, h)
 		}
 	}
 	load := lb.ComputeLoad(lv, c.overprov, c.cfg.panicThreshold)
-	s := &hostSet{levels: levels, load: load, byURL: byURL, multi: len(levels) > 1}
+	s := &hostSet{levels: levels, load: load, members: c.members, byURL: byURL, multi: len(levels) > 1}
 	for i, l := range levels {
 		l.healthyLB = lb.New(c.cfg.lb, asLB(l.healthy))
 		if len(l.degraded) > 0 {
@@ -430,11 +493,11 @@ func (c *Cluster) rebuildLocked() {
 		}
 	}
 	c.set.Store(s)
-	c.stats.membershipTotal.Set(uint64(len(c.members)))
-	c.stats.membershipHealthy.Set(healthy)
-	c.stats.membershipDegraded.Set(degraded)
-	c.stats.membershipExcluded.Set(excluded)
-	c.stats.maxHostWeight.Set(maxW)
+	c.stats.membershipTotal().Set(uint64(len(c.members)))
+	c.stats.membershipHealthy().Set(healthy)
+	c.stats.membershipDegraded().Set(degraded)
+	c.stats.membershipExcluded().Set(excluded)
+	c.stats.maxHostWeight().Set(maxW)
 }
 
 // rebuild takes the lock and rebuilds; for health changes.
@@ -472,7 +535,7 @@ func (c *Cluster) pick(lbc *LoadBalancerContext, req *http.Request) *Host {
 		l = s.levels[p]
 		switch {
 		case s.load.Panic[p]:
-			c.stats.lbHealthyPanic.Inc()
+			c.stats.lbHealthyPanic().Inc()
 			hosts, bal = l.all, l.allLB
 		case deg:
 			hosts, bal = l.degraded, l.degradedLB
@@ -497,8 +560,17 @@ func (c *Cluster) pick(lbc *LoadBalancerContext, req *http.Request) *Host {
 
 // hostForURL maps the host part of an upstream URL back to its Host.
 func (c *Cluster) hostForURL(u string) *Host {
-	if h := c.set.Load().byURL[u]; h != nil {
-		return h
+	s := c.set.Load()
+	if s.byURL != nil {
+		if h := s.byURL[u]; h != nil {
+			return h
+		}
+	} else {
+		for _, h := range s.members {
+			if h.urlHost() == u {
+				return h
+			}
+		}
 	}
 	if c.origDst != nil {
 		return c.origDst.get(u)
@@ -527,16 +599,29 @@ func (c *Cluster) RetryDone(lbc LoadBalancerContext) { c.breaker(&lbc).retryDone
 
 func (c *Cluster) breaker(lbc *LoadBalancerContext) *breaker {
 	if lbc.HighPriority {
-		return c.breakers[1]
+		return c.highBreaker()
 	}
-	return c.breakers[0]
+	return c.breaker0
+}
+
+// highBreaker returns the HIGH priority's breaker, made on first use: few
+// routes set a priority, and its stats are in the block either way.
+func (c *Cluster) highBreaker() *breaker {
+	if b := c.high.Load(); b != nil {
+		return b
+	}
+	b := newBreaker(c.cfg.breakers[1], c.stats, true)
+	if !c.high.CompareAndSwap(nil, b) {
+		return c.high.Load()
+	}
+	return b
 }
 
 // onHealthChange applies a health checker verdict to a host.
 func (c *Cluster) onHealthChange(key string, st health.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := c.byKey[key]
+	h := c.hostByKey(key)
 	if h == nil {
 		return
 	}
@@ -555,7 +640,7 @@ func (c *Cluster) onHealthChange(key string, st health.State) {
 		c.conns.closeAll(h)
 	}
 	if changed {
-		c.log.Debug("host health changed", zap.String("host", h.Address()), zap.String("flags", h.HealthFlags()))
+		c.logger().Debug("host health changed", zap.String("host", h.Address()), zap.String("flags", h.HealthFlags()))
 		c.rebuildLocked()
 	}
 }
@@ -565,7 +650,7 @@ func (c *Cluster) onHealthChange(key string, st health.State) {
 func (c *Cluster) onHealthyCheck(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := c.byKey[key]
+	h := c.hostByKey(key)
 	if h == nil || h.flags.Load()&flagFailedOutlier == 0 {
 		return
 	}

@@ -58,22 +58,22 @@ func (c *Cluster) resolveLoop(t *dnsTarget, all []*dnsTarget) {
 			return
 		case <-timer.C:
 		}
-		c.stats.updateAttempt.Inc()
+		c.stats.updateAttempt().Inc()
 		ans, err := c.resolver.Resolve(c.ctx, t.spec.dnsName, d.family)
 		if c.ctx.Err() != nil {
 			continue
 		}
 		next := d.refresh
 		if err != nil {
-			c.stats.updateFailure.Inc()
-			c.log.Debug("dns resolution failed", zap.String("name", t.spec.dnsName), zap.Error(err))
+			c.stats.updateFailure().Inc()
+			c.logger().Debug("dns resolution failed", zap.String("name", t.spec.dnsName), zap.Error(err))
 			next = min(d.failureBase<<min(failures, 30), d.failureMax)
 			failures++
 		} else {
 			failures = 0
-			c.stats.updateSuccess.Inc()
+			c.stats.updateSuccess().Inc()
 			if len(ans) == 0 {
-				c.stats.updateEmpty.Inc()
+				c.stats.updateEmpty().Inc()
 			}
 			addrs := make([]netip.Addr, 0, len(ans))
 			minTTL := time.Duration(-1)
@@ -93,7 +93,7 @@ func (c *Cluster) resolveLoop(t *dnsTarget, all []*dnsTarget) {
 				t.addrs, t.ok = addrs, true
 				c.setHostsLocked(strictSpecs(all))
 			} else {
-				c.stats.updateNoRebuild.Inc()
+				c.stats.updateNoRebuild().Inc()
 			}
 			c.mu.Unlock()
 		}
@@ -129,14 +129,14 @@ func strictSpecs(all []*dnsTarget) []hostSpec {
 // as Envoy does.
 func (c *Cluster) updateLogicalLocked(t *dnsTarget, addrs []netip.Addr) {
 	if len(addrs) == 0 {
-		c.stats.updateNoRebuild.Inc()
+		c.stats.updateNoRebuild().Inc()
 		return
 	}
 	addr := netip.AddrPortFrom(addrs[0], uint16(t.spec.port)).String()
 	if len(c.members) == 1 {
 		h := c.members[0]
 		if h.Address() == addr {
-			c.stats.updateNoRebuild.Inc()
+			c.stats.updateNoRebuild().Inc()
 			return
 		}
 		h.addr.Store(&addr)
@@ -156,8 +156,8 @@ func (c *Cluster) updateLogicalLocked(t *dnsTarget, addrs []netip.Addr) {
 	s.address = addr
 	h := c.newHost(&s, "logical|"+t.spec.address)
 	c.members = []*Host{h}
-	c.byKey = map[string]*Host{h.key: h}
-	c.stats.membershipChange.Inc()
+	c.byKey = nil
+	c.stats.membershipChange().Inc()
 	c.updateHealthTargetsLocked()
 	c.rebuildLocked()
 }

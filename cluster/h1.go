@@ -98,7 +98,7 @@ func (t *h1Transport) dial(ctx context.Context, h *Host) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.stats.cxHTTP1Total.Inc()
+	c.stats.cxHTTP1Total().Inc()
 	pc := &h1Conn{t: t, h: h, addr: addr, conn: conn, isTLS: t.tls != nil}
 	if tc, ok := conn.(*tls.Conn); ok {
 		cs := tc.ConnectionState()

@@ -52,9 +52,9 @@ func (o *origDst) pick(lbc *LoadBalancerContext, req *http.Request) *Host {
 	s := hostSpec{network: "tcp", address: key, weight: 1}
 	h = o.c.newHost(&s, s.key())
 	o.hosts[key] = h
-	o.c.stats.membershipChange.Inc()
-	o.c.stats.membershipTotal.Set(uint64(len(o.hosts)))
-	o.c.stats.membershipHealthy.Set(uint64(len(o.hosts)))
+	o.c.stats.membershipChange().Inc()
+	o.c.stats.membershipTotal().Set(uint64(len(o.hosts)))
+	o.c.stats.membershipHealthy().Set(uint64(len(o.hosts)))
 	return h
 }
 
@@ -103,9 +103,9 @@ func (o *origDst) sweep(now time.Time) {
 	if len(gone) == 0 {
 		return
 	}
-	o.c.stats.membershipChange.Inc()
-	o.c.stats.membershipTotal.Set(uint64(n))
-	o.c.stats.membershipHealthy.Set(uint64(n))
+	o.c.stats.membershipChange().Inc()
+	o.c.stats.membershipTotal().Set(uint64(n))
+	o.c.stats.membershipHealthy().Set(uint64(n))
 	for _, h := range gone {
 		h.removed.Store(true)
 		if o.c.outlier != nil {

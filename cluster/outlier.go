@@ -332,7 +332,7 @@ func (d *detector) ejectLocked(oh *outlierHost, t ejectionType, now time.Time) b
 	if time.Duration(oh.backoff)*d.cfg.baseEjection < d.cfg.maxEjection+d.cfg.baseEjection {
 		oh.backoff++
 	}
-	d.c.log.Info("host ejected", zap.String("host", oh.h.Address()), zap.String("type", ejectionNames[t]))
+	d.c.logger().Info("host ejected", zap.String("host", oh.h.Address()), zap.String("type", ejectionNames[t]))
 	return true
 }
 
@@ -344,7 +344,7 @@ func (d *detector) unejectLocked(oh *outlierHost, now time.Time) {
 	oh.consecGateway.Store(0)
 	oh.consecLocal.Store(0)
 	oh.lastUneject = now
-	d.c.log.Info("host unejected", zap.String("host", oh.h.Address()))
+	d.c.logger().Info("host unejected", zap.String("host", oh.h.Address()))
 }
 
 // unejectOnHealthy brings an ejected host back when an active health check

@@ -35,12 +35,12 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 	}
 	h := c.pick(&lbc, req)
 	if h == nil {
-		c.stats.cxNoneHealthy.Inc()
+		c.stats.cxNoneHealthy().Inc()
 		return nil, nil, &UpstreamError{Cluster: c.name, Kind: ErrNoHealthyUpstream}
 	}
 	b := c.breaker(&lbc)
 	if !b.acquireRequest() {
-		c.stats.rqPendingOverflow.Inc()
+		c.stats.rqPendingOverflow().Inc()
 		return nil, h, &UpstreamError{Cluster: c.name, Host: h, Kind: ErrOverflow, Err: &OverflowError{Resource: "max_requests"}}
 	}
 	pool := c.tr.forRequest(req, &lbc)
@@ -50,14 +50,14 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 			b.releaseRequest()
 			var oe *OverflowError
 			if errors.As(err, &oe) {
-				c.stats.rqPendingOverflow.Inc()
+				c.stats.rqPendingOverflow().Inc()
 				return nil, h, &UpstreamError{Cluster: c.name, Host: h, Kind: ErrOverflow, Err: err}
 			}
 			return nil, h, &UpstreamError{Cluster: c.name, Host: h, Kind: ErrUpstreamReset, Err: err}
 		}
 	}
-	c.stats.rqTotal.Inc()
-	c.stats.rqActive.Inc()
+	c.stats.rqTotal().Inc()
+	c.stats.rqActive().Inc()
 	h.rqTotal.Add(1)
 	h.rqActive.Add(1)
 	c.active.Add(1)
@@ -145,7 +145,7 @@ func (c *Cluster) failed(ctx context.Context, h *Host, err error) error {
 		return &UpstreamError{Cluster: c.name, Host: h, Kind: ErrConnectFailure, Err: err}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		h.rqTimeout.Add(1)
-		c.stats.rqTimeout.Inc()
+		c.stats.rqTimeout().Inc()
 		if c.outlier != nil {
 			c.outlier.reportLocal(h, localTimeout)
 		}
@@ -178,8 +178,8 @@ func (d *completion) finish() {
 		d.b.releaseSlot()
 	}
 	d.b.releaseRequest()
-	c.stats.rqActive.Dec()
-	c.stats.rqCompleted.Inc()
+	c.stats.rqActive().Dec()
+	c.stats.rqCompleted().Inc()
 	if h.rqActive.Add(-1) == 0 && h.removed.Load() {
 		c.conns.closeAll(h)
 	}
@@ -235,12 +235,12 @@ func (c *Cluster) Dial(ctx context.Context, lbc LoadBalancerContext) (net.Conn, 
 	}
 	h := c.pick(&lbc, nil)
 	if h == nil {
-		c.stats.cxNoneHealthy.Inc()
+		c.stats.cxNoneHealthy().Inc()
 		return nil, nil, &UpstreamError{Cluster: c.name, Kind: ErrNoHealthyUpstream}
 	}
 	b := c.breaker(&lbc)
-	if !b.acquireConn(c.breakers[0].conns.Load()) {
-		c.stats.cxOverflow.Inc()
+	if !b.acquireConn(c.breaker0.conns.Load()) {
+		c.stats.cxOverflow().Inc()
 		return nil, h, &UpstreamError{Cluster: c.name, Host: h, Kind: ErrOverflow, Err: &OverflowError{Resource: "max_connections"}}
 	}
 	if c.origDst != nil {

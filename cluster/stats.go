@@ -48,6 +48,14 @@ type StatsBlock interface {
 	Gauge(name string) Gauge
 }
 
+// StatsSlots is optionally implemented by a StatsBlock: the stats of its
+// two tables by position (CounterAt(i) is Counter(counters[i])), without a
+// name lookup, so that a cluster keeps no handle per stat.
+type StatsSlots interface {
+	CounterAt(i int) Counter
+	GaugeAt(i int) Gauge
+}
+
 // StatsRemover is implemented by stores that can drop every stat under a
 // prefix ("cluster.backend."), as Envoy does when a cluster is removed.
 type StatsRemover interface {
@@ -67,24 +75,20 @@ func (nopMetric) Add(uint64)   {}
 func (nopMetric) Sub(uint64)   {}
 func (nopMetric) Set(v uint64) {}
 
-// clusterStats are the handles of one cluster's stats, Envoy's names under
-// "cluster.<name>.".
+// clusterStats are one cluster's stats, Envoy's names under
+// "cluster.<name>.". The stats every cluster has are reached by their
+// position in clusterCounters and clusterGauges: through the store's block
+// when it hands them out by position (StatsSlots), which keeps no handle
+// per stat in the cluster, otherwise through handles resolved once.
 type clusterStats struct {
 	src    Stats
 	blk    StatsBlock // nil unless src is a StatsBlocker
+	slots  StatsSlots // blk, when it implements StatsSlots
 	prefix string
 
-	cxTotal, cxConnectFail, cxConnectTimeout, cxOverflow, cxNoneHealthy Counter
-	cxHTTP1Total, cxHTTP2Total, cxDestroy, cxRxBytes, cxTxBytes         Counter
-	cxActiveG                                                           Gauge
-
-	rqTotal, rqPendingTotal, rqPendingOverflow, rqRetryOverflow, rqTimeout Counter
-	rqCompleted, rq1xx, rq2xx, rq3xx, rq4xx, rq5xx                         Counter
-	rqActive, rqPendingActive                                              Gauge
-
-	membershipHealthy, membershipDegraded, membershipExcluded, membershipTotal, maxHostWeight Gauge
-	membershipChange, lbHealthyPanic                                                          Counter
-	updateAttempt, updateSuccess, updateFailure, updateEmpty, updateNoRebuild                 Counter
+	// Without slots: the handles, indexed as the tables.
+	ctrs []Counter
+	ggs  []Gauge
 
 	// codes holds the upstream_rq_<code> counters, allocated on the first
 	// response: 4.8 KB that a cluster without traffic does not pay.
@@ -95,6 +99,65 @@ type codeCounters [600]atomic.Pointer[counterBox]
 
 type counterBox struct{ c Counter }
 
+// Positions in clusterCounters.
+const (
+	cCxTotal = iota
+	cCxConnectFail
+	cCxConnectTimeout
+	cCxOverflow
+	cCxNoneHealthy
+	cCxHTTP1Total
+	cCxHTTP2Total
+	cCxDestroy
+	cCxRxBytes
+	cCxTxBytes
+	cRqTotal
+	cRqPendingTotal
+	cRqPendingOverflow
+	cRqRetryOverflow
+	cRqTimeout
+	cRqCompleted
+	cRq1xx
+	cRq2xx
+	cRq3xx
+	cRq4xx
+	cRq5xx
+	cMembershipChange
+	cLbHealthyPanic
+	cUpdateAttempt
+	cUpdateSuccess
+	cUpdateFailure
+	cUpdateEmpty
+	cUpdateNoRebuild
+	numCounters
+)
+
+// Positions in clusterGauges; each circuit-breaker priority has its four
+// gauges from gBreakerDefault or gBreakerHigh on, in breakerGauges order.
+const (
+	gCxActiveG = iota
+	gRqActive
+	gRqPendingActive
+	gMembershipHealthy
+	gMembershipDegraded
+	gMembershipExcluded
+	gMembershipTotal
+	gMaxHostWeight
+	gBreakerDefault
+	gBreakerHigh = gBreakerDefault + len(breakerGauges)
+	numGauges    = gBreakerHigh + len(breakerGauges)
+)
+
+// Offsets of a priority's circuit breaker gauges from its base.
+const (
+	bgCxOpen = iota
+	bgRqPendingOpen
+	bgRqOpen
+	bgRqRetryOpen
+)
+
+var breakerGauges = [...]string{bgCxOpen: "cx_open", bgRqPendingOpen: "rq_pending_open", bgRqOpen: "rq_open", bgRqRetryOpen: "rq_retry_open"}
+
 // clusterCounters and clusterGauges are the stats every cluster registers
 // (StatsBlocker's tables): those of newClusterStats and of the two
 // circuit-breaker priorities. Stats that depend on the config (remaining_*,
@@ -102,22 +165,52 @@ type counterBox struct{ c Counter }
 // them, so they are listed only once registered. Never modified.
 var (
 	clusterCounters = []string{
-		"upstream_cx_total", "upstream_cx_connect_fail", "upstream_cx_connect_timeout", "upstream_cx_overflow",
-		"upstream_cx_none_healthy", "upstream_cx_http1_total", "upstream_cx_http2_total", "upstream_cx_destroy",
-		"upstream_cx_rx_bytes_total", "upstream_cx_tx_bytes_total",
-		"upstream_rq_total", "upstream_rq_pending_total", "upstream_rq_pending_overflow", "upstream_rq_retry_overflow",
-		"upstream_rq_timeout", "upstream_rq_completed",
-		"upstream_rq_1xx", "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx", "upstream_rq_5xx",
-		"membership_change", "lb_healthy_panic",
-		"update_attempt", "update_success", "update_failure", "update_empty", "update_no_rebuild",
+		cCxTotal:           "upstream_cx_total",
+		cCxConnectFail:     "upstream_cx_connect_fail",
+		cCxConnectTimeout:  "upstream_cx_connect_timeout",
+		cCxOverflow:        "upstream_cx_overflow",
+		cCxNoneHealthy:     "upstream_cx_none_healthy",
+		cCxHTTP1Total:      "upstream_cx_http1_total",
+		cCxHTTP2Total:      "upstream_cx_http2_total",
+		cCxDestroy:         "upstream_cx_destroy",
+		cCxRxBytes:         "upstream_cx_rx_bytes_total",
+		cCxTxBytes:         "upstream_cx_tx_bytes_total",
+		cRqTotal:           "upstream_rq_total",
+		cRqPendingTotal:    "upstream_rq_pending_total",
+		cRqPendingOverflow: "upstream_rq_pending_overflow",
+		cRqRetryOverflow:   "upstream_rq_retry_overflow",
+		cRqTimeout:         "upstream_rq_timeout",
+		cRqCompleted:       "upstream_rq_completed",
+		cRq1xx:             "upstream_rq_1xx",
+		cRq2xx:             "upstream_rq_2xx",
+		cRq3xx:             "upstream_rq_3xx",
+		cRq4xx:             "upstream_rq_4xx",
+		cRq5xx:             "upstream_rq_5xx",
+		cMembershipChange:  "membership_change",
+		cLbHealthyPanic:    "lb_healthy_panic",
+		cUpdateAttempt:     "update_attempt",
+		cUpdateSuccess:     "update_success",
+		cUpdateFailure:     "update_failure",
+		cUpdateEmpty:       "update_empty",
+		cUpdateNoRebuild:   "update_no_rebuild",
 	}
 	clusterGauges = []string{
-		"upstream_cx_active", "upstream_rq_active", "upstream_rq_pending_active",
-		"membership_healthy", "membership_degraded", "membership_excluded", "membership_total", "max_host_weight",
-		"circuit_breakers.default.cx_open", "circuit_breakers.default.rq_pending_open",
-		"circuit_breakers.default.rq_open", "circuit_breakers.default.rq_retry_open",
-		"circuit_breakers.high.cx_open", "circuit_breakers.high.rq_pending_open",
-		"circuit_breakers.high.rq_open", "circuit_breakers.high.rq_retry_open",
+		gCxActiveG:          "upstream_cx_active",
+		gRqActive:           "upstream_rq_active",
+		gRqPendingActive:    "upstream_rq_pending_active",
+		gMembershipHealthy:  "membership_healthy",
+		gMembershipDegraded: "membership_degraded",
+		gMembershipExcluded: "membership_excluded",
+		gMembershipTotal:    "membership_total",
+		gMaxHostWeight:      "max_host_weight",
+		gBreakerDefault + 0: "circuit_breakers.default.cx_open",
+		gBreakerDefault + 1: "circuit_breakers.default.rq_pending_open",
+		gBreakerDefault + 2: "circuit_breakers.default.rq_open",
+		gBreakerDefault + 3: "circuit_breakers.default.rq_retry_open",
+		gBreakerHigh + 0:    "circuit_breakers.high.cx_open",
+		gBreakerHigh + 1:    "circuit_breakers.high.rq_pending_open",
+		gBreakerHigh + 2:    "circuit_breakers.high.rq_open",
+		gBreakerHigh + 3:    "circuit_breakers.high.rq_retry_open",
 	}
 )
 
@@ -126,46 +219,74 @@ func newClusterStats(s Stats, statName string) *clusterStats {
 	cs := &clusterStats{src: s, prefix: p}
 	if b, ok := s.(StatsBlocker); ok {
 		cs.blk = b.StatsBlock(p, clusterCounters, clusterGauges)
+		if sl, ok := cs.blk.(StatsSlots); ok {
+			cs.slots = sl
+			return cs
+		}
 	}
-	c, g := cs.counter, cs.gauge
-	cs.cxTotal = c("upstream_cx_total")
-	cs.cxActiveG = g("upstream_cx_active")
-	cs.cxConnectFail = c("upstream_cx_connect_fail")
-	cs.cxConnectTimeout = c("upstream_cx_connect_timeout")
-	cs.cxOverflow = c("upstream_cx_overflow")
-	cs.cxNoneHealthy = c("upstream_cx_none_healthy")
-	cs.cxHTTP1Total = c("upstream_cx_http1_total")
-	cs.cxHTTP2Total = c("upstream_cx_http2_total")
-	cs.cxDestroy = c("upstream_cx_destroy")
-	cs.cxRxBytes = c("upstream_cx_rx_bytes_total")
-	cs.cxTxBytes = c("upstream_cx_tx_bytes_total")
-	cs.rqTotal = c("upstream_rq_total")
-	cs.rqActive = g("upstream_rq_active")
-	cs.rqPendingTotal = c("upstream_rq_pending_total")
-	cs.rqPendingActive = g("upstream_rq_pending_active")
-	cs.rqPendingOverflow = c("upstream_rq_pending_overflow")
-	cs.rqRetryOverflow = c("upstream_rq_retry_overflow")
-	cs.rqTimeout = c("upstream_rq_timeout")
-	cs.rqCompleted = c("upstream_rq_completed")
-	cs.rq1xx = c("upstream_rq_1xx")
-	cs.rq2xx = c("upstream_rq_2xx")
-	cs.rq3xx = c("upstream_rq_3xx")
-	cs.rq4xx = c("upstream_rq_4xx")
-	cs.rq5xx = c("upstream_rq_5xx")
-	cs.membershipHealthy = g("membership_healthy")
-	cs.membershipDegraded = g("membership_degraded")
-	cs.membershipExcluded = g("membership_excluded")
-	cs.membershipTotal = g("membership_total")
-	cs.maxHostWeight = g("max_host_weight")
-	cs.membershipChange = c("membership_change")
-	cs.lbHealthyPanic = c("lb_healthy_panic")
-	cs.updateAttempt = c("update_attempt")
-	cs.updateSuccess = c("update_success")
-	cs.updateFailure = c("update_failure")
-	cs.updateEmpty = c("update_empty")
-	cs.updateNoRebuild = c("update_no_rebuild")
+	cs.ctrs = make([]Counter, numCounters)
+	for i, n := range clusterCounters {
+		cs.ctrs[i] = cs.counter(n)
+	}
+	cs.ggs = make([]Gauge, numGauges)
+	for i, n := range clusterGauges {
+		cs.ggs[i] = cs.gauge(n)
+	}
 	return cs
 }
+
+// c returns the counter at position i of clusterCounters.
+func (cs *clusterStats) c(i int) Counter {
+	if cs.slots != nil {
+		return cs.slots.CounterAt(i)
+	}
+	return cs.ctrs[i]
+}
+
+// g returns the gauge at position i of clusterGauges.
+func (cs *clusterStats) g(i int) Gauge {
+	if cs.slots != nil {
+		return cs.slots.GaugeAt(i)
+	}
+	return cs.ggs[i]
+}
+
+func (cs *clusterStats) cxTotal() Counter           { return cs.c(cCxTotal) }
+func (cs *clusterStats) cxConnectFail() Counter     { return cs.c(cCxConnectFail) }
+func (cs *clusterStats) cxConnectTimeout() Counter  { return cs.c(cCxConnectTimeout) }
+func (cs *clusterStats) cxOverflow() Counter        { return cs.c(cCxOverflow) }
+func (cs *clusterStats) cxNoneHealthy() Counter     { return cs.c(cCxNoneHealthy) }
+func (cs *clusterStats) cxHTTP1Total() Counter      { return cs.c(cCxHTTP1Total) }
+func (cs *clusterStats) cxHTTP2Total() Counter      { return cs.c(cCxHTTP2Total) }
+func (cs *clusterStats) cxDestroy() Counter         { return cs.c(cCxDestroy) }
+func (cs *clusterStats) cxRxBytes() Counter         { return cs.c(cCxRxBytes) }
+func (cs *clusterStats) cxTxBytes() Counter         { return cs.c(cCxTxBytes) }
+func (cs *clusterStats) rqTotal() Counter           { return cs.c(cRqTotal) }
+func (cs *clusterStats) rqPendingTotal() Counter    { return cs.c(cRqPendingTotal) }
+func (cs *clusterStats) rqPendingOverflow() Counter { return cs.c(cRqPendingOverflow) }
+func (cs *clusterStats) rqRetryOverflow() Counter   { return cs.c(cRqRetryOverflow) }
+func (cs *clusterStats) rqTimeout() Counter         { return cs.c(cRqTimeout) }
+func (cs *clusterStats) rqCompleted() Counter       { return cs.c(cRqCompleted) }
+func (cs *clusterStats) rq1xx() Counter             { return cs.c(cRq1xx) }
+func (cs *clusterStats) rq2xx() Counter             { return cs.c(cRq2xx) }
+func (cs *clusterStats) rq3xx() Counter             { return cs.c(cRq3xx) }
+func (cs *clusterStats) rq4xx() Counter             { return cs.c(cRq4xx) }
+func (cs *clusterStats) rq5xx() Counter             { return cs.c(cRq5xx) }
+func (cs *clusterStats) membershipChange() Counter  { return cs.c(cMembershipChange) }
+func (cs *clusterStats) lbHealthyPanic() Counter    { return cs.c(cLbHealthyPanic) }
+func (cs *clusterStats) updateAttempt() Counter     { return cs.c(cUpdateAttempt) }
+func (cs *clusterStats) updateSuccess() Counter     { return cs.c(cUpdateSuccess) }
+func (cs *clusterStats) updateFailure() Counter     { return cs.c(cUpdateFailure) }
+func (cs *clusterStats) updateEmpty() Counter       { return cs.c(cUpdateEmpty) }
+func (cs *clusterStats) updateNoRebuild() Counter   { return cs.c(cUpdateNoRebuild) }
+func (cs *clusterStats) cxActiveG() Gauge           { return cs.g(gCxActiveG) }
+func (cs *clusterStats) rqActive() Gauge            { return cs.g(gRqActive) }
+func (cs *clusterStats) rqPendingActive() Gauge     { return cs.g(gRqPendingActive) }
+func (cs *clusterStats) membershipHealthy() Gauge   { return cs.g(gMembershipHealthy) }
+func (cs *clusterStats) membershipDegraded() Gauge  { return cs.g(gMembershipDegraded) }
+func (cs *clusterStats) membershipExcluded() Gauge  { return cs.g(gMembershipExcluded) }
+func (cs *clusterStats) membershipTotal() Gauge     { return cs.g(gMembershipTotal) }
+func (cs *clusterStats) maxHostWeight() Gauge       { return cs.g(gMaxHostWeight) }
 
 func (cs *clusterStats) counter(name string) Counter {
 	if cs.blk != nil {
@@ -185,15 +306,15 @@ func (cs *clusterStats) gauge(name string) Gauge {
 func (cs *clusterStats) code(status int) {
 	switch status / 100 {
 	case 1:
-		cs.rq1xx.Inc()
+		cs.rq1xx().Inc()
 	case 2:
-		cs.rq2xx.Inc()
+		cs.rq2xx().Inc()
 	case 3:
-		cs.rq3xx.Inc()
+		cs.rq3xx().Inc()
 	case 4:
-		cs.rq4xx.Inc()
+		cs.rq4xx().Inc()
 	case 5:
-		cs.rq5xx.Inc()
+		cs.rq5xx().Inc()
 	}
 	if status < 100 || status >= len(codeCounters{}) {
 		return

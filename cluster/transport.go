@@ -165,9 +165,9 @@ func (c *Cluster) dialURL(ctx context.Context, addr string, tc *tls.Config, p pr
 		return nil, err
 	}
 	if p == protoHTTP2 {
-		c.stats.cxHTTP2Total.Inc()
+		c.stats.cxHTTP2Total().Inc()
 	} else {
-		c.stats.cxHTTP1Total.Inc()
+		c.stats.cxHTTP1Total().Inc()
 	}
 	return conn, nil
 }
@@ -175,7 +175,7 @@ func (c *Cluster) dialURL(ctx context.Context, addr string, tc *tls.Config, p pr
 // dial opens one upstream connection: TCP within connect_timeout, then the
 // TLS handshake within what is left of it.
 func (c *Cluster) dial(ctx context.Context, h *Host, network, addr string, tc *tls.Config) (net.Conn, error) {
-	c.stats.cxTotal.Inc()
+	c.stats.cxTotal().Inc()
 	if h != nil {
 		h.cxTotal.Add(1)
 	}
@@ -206,12 +206,12 @@ func (c *Cluster) dial(ctx context.Context, h *Host, network, addr string, tc *t
 }
 
 func (c *Cluster) connectFailed(h *Host, err error) error {
-	c.stats.cxConnectFail.Inc()
+	c.stats.cxConnectFail().Inc()
 	timeout := false
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
 		timeout = true
-		c.stats.cxConnectTimeout.Inc()
+		c.stats.cxConnectTimeout().Inc()
 	}
 	if h != nil {
 		h.cxConnectFail.Add(1)
@@ -257,8 +257,8 @@ type trackedConn struct {
 
 func (c *Cluster) track(raw net.Conn, h *Host) *trackedConn {
 	tc := &trackedConn{Conn: raw, c: c, h: h}
-	c.stats.cxActiveG.Inc()
-	c.breakers[0].conns.Add(1)
+	c.stats.cxActiveG().Inc()
+	c.breaker0.conns.Add(1)
 	if h != nil {
 		h.cxActive.Add(1)
 	}
@@ -269,7 +269,7 @@ func (c *Cluster) track(raw net.Conn, h *Host) *trackedConn {
 func (t *trackedConn) Read(p []byte) (int, error) {
 	n, err := t.Conn.Read(p)
 	if n > 0 {
-		t.c.stats.cxRxBytes.Add(uint64(n))
+		t.c.stats.cxRxBytes().Add(uint64(n))
 	}
 	return n, err
 }
@@ -277,7 +277,7 @@ func (t *trackedConn) Read(p []byte) (int, error) {
 func (t *trackedConn) Write(p []byte) (int, error) {
 	n, err := t.Conn.Write(p)
 	if n > 0 {
-		t.c.stats.cxTxBytes.Add(uint64(n))
+		t.c.stats.cxTxBytes().Add(uint64(n))
 	}
 	return n, err
 }
@@ -285,9 +285,9 @@ func (t *trackedConn) Write(p []byte) (int, error) {
 func (t *trackedConn) Close() error {
 	if t.closed.CompareAndSwap(false, true) {
 		c := t.c
-		c.stats.cxActiveG.Dec()
-		c.stats.cxDestroy.Inc()
-		c.breakers[0].conns.Add(-1)
+		c.stats.cxActiveG().Dec()
+		c.stats.cxDestroy().Inc()
+		c.breaker0.conns.Add(-1)
 		if t.h != nil {
 			t.h.cxActive.Add(-1)
 		}

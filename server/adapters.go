@@ -43,6 +43,11 @@ type clusterBlock struct{ b *stats.Block }
 func (c clusterBlock) Counter(name string) cluster.Counter { return c.b.Counter(name) }
 func (c clusterBlock) Gauge(name string) cluster.Gauge     { return c.b.Gauge(name, stats.Accumulate) }
 
+// CounterAt and GaugeAt hand out the block's stats by position
+// (cluster.StatsSlots), so that a cluster keeps no handle per stat.
+func (c clusterBlock) CounterAt(i int) cluster.Counter { return c.b.CounterAt(i) }
+func (c clusterBlock) GaugeAt(i int) cluster.Gauge     { return c.b.GaugeAt(i) }
+
 // secretSet holds static_resources.secrets by name.
 type secretSet map[string]*tlsv3.Secret
 
