@@ -85,6 +85,11 @@ func (h *Map) Add(key, value string) {
 	h.fields = append(h.fields, Field{Key: Lower(key), Value: value})
 }
 
+// AddLower appends a field whose name is already lower case.
+func (h *Map) AddLower(key, value string) {
+	h.fields = append(h.fields, Field{Key: key, Value: value})
+}
+
 // Set replaces the first field named key in place and removes the others,
 // or appends the field when key is absent (Envoy's setCopy).
 func (h *Map) Set(key, value string) {

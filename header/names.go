@@ -19,16 +19,30 @@ var commonNames = []string{
 
 // nameTables maps the common names both ways. It is built once and only
 // read afterwards.
-var nameTables = func() (t struct{ lower, canonical map[string]string }) {
+var nameTables = func() (t nameTablesT) {
 	t.lower = make(map[string]string, len(commonNames))
 	t.canonical = make(map[string]string, len(commonNames))
+	t.self = make(map[string]string, len(commonNames))
 	for _, n := range commonNames {
 		c := textproto.CanonicalMIMEHeaderKey(n)
 		t.lower[c] = n
 		t.canonical[n] = c
+		t.self[n] = n
 	}
 	return t
 }()
+
+// nameTablesT: canonical → lower, lower → canonical, lower → itself.
+type nameTablesT struct{ lower, canonical, self map[string]string }
+
+// Intern returns a lower-case name as a string, without an allocation
+// when it is a common name.
+func Intern(lower []byte) string {
+	if n, ok := nameTables.self[string(lower)]; ok {
+		return n
+	}
+	return string(lower)
+}
 
 // Canonical is the canonical (net/http) form of a header name, without an
 // allocation for common names.

@@ -351,7 +351,22 @@ func (c *h1conn) serveOne() bool {
 	}
 	req = req.WithContext(c.ctx)
 	body.req = req
-	w := &h1Writer{c: c, req: req, cl: -1}
+	scheme := "http"
+	if c.tlsState != nil {
+		scheme = "https"
+	}
+	head.fields.Set(":scheme", scheme)
+	if upgradeType(req) != "" {
+		// The upgrade's own hop-by-hop fields go upstream.
+		for _, v := range req.Header["Upgrade"] {
+			head.fields.AddLower("upgrade", v)
+		}
+		for _, v := range req.Header["Connection"] {
+			head.fields.AddLower("connection", v)
+		}
+	}
+	w := &h1Writer{c: c, req: req, cl: -1, reqFields: head.fields,
+		reqBytes: head.fieldBytes + len(head.method) + len(head.target) + len(req.Host)}
 	if body.eof {
 		c.armBackgroundRead()
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // h1Error is a malformed request: the connection answers status with
@@ -40,6 +42,14 @@ type h1Head struct {
 	header                http.Header
 	host                  string
 	hasHost               bool
+	// fields are the header fields in order with lower-case names (Host
+	// excluded: it becomes :authority); header keeps only the fields the
+	// codec and the upgrade logic read (framing, Connection, Upgrade,
+	// Expect), in net/http's canonical form.
+	fields *header.Map
+	// fieldBytes is the size of names and values, as Envoy counts it
+	// against max_request_headers_kb.
+	fieldBytes int
 }
 
 // readLine reads one line of the head (without its line end), adding its
@@ -95,7 +105,10 @@ func readHead(br *bufio.Reader, limit, maxHeaders int) (*h1Head, error) {
 	if err := h.parseRequestLine(line); err != nil {
 		return nil, err
 	}
-	h.header = make(http.Header, 8)
+	h.header = make(http.Header, 2)
+	// Pseudo-headers first; the codec fills in :path, :authority and
+	// :scheme once the target is parsed.
+	h.fields = header.NewCap(20, ":method", h.method, ":path", "", ":authority", "", ":scheme", "")
 	count := 0
 	for {
 		line, err = readLine(br, &n, limit)
@@ -131,8 +144,9 @@ func readHead(br *bufio.Reader, limit, maxHeaders int) (*h1Head, error) {
 		if maxHeaders > 0 && count > maxHeaders {
 			return nil, errTooManyHeaders
 		}
-		key := canonicalKey(name)
-		if key == "Host" {
+		lower := lowerName(name)
+		h.fieldBytes += len(name) + len(value)
+		if lower == "host" {
 			if h.hasHost {
 				return nil, badRequest("http1.multiple_host_headers")
 			}
@@ -140,7 +154,13 @@ func readHead(br *bufio.Reader, limit, maxHeaders int) (*h1Head, error) {
 			h.host = string(value)
 			continue
 		}
-		h.header[key] = append(h.header[key], string(value))
+		v := string(value)
+		if !hopByHop(lower) {
+			h.fields.AddLower(lower, v)
+		}
+		if key := codecKey(lower); key != "" {
+			h.header[key] = append(h.header[key], v)
+		}
 	}
 	return h, nil
 }
@@ -223,6 +243,41 @@ func validHeaderNameByte(c byte) bool {
 	return false
 }
 
+// codecKey is the canonical name of the fields the codec and the upgrade
+// logic read from http.Request.Header, or "".
+func codecKey(lower string) string {
+	switch lower {
+	case "content-length":
+		return "Content-Length"
+	case "transfer-encoding":
+		return "Transfer-Encoding"
+	case "connection":
+		return "Connection"
+	case "upgrade":
+		return "Upgrade"
+	case "expect":
+		return "Expect"
+	}
+	return ""
+}
+
+// lowerName is a header name in lower case, without an allocation for
+// common names.
+func lowerName(name []byte) string {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return strings.ToLower(string(name))
+	}
+	b := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return header.Intern(b)
+}
+
 // commonKeys are canonical header names that requests carry often; looking
 // them up avoids allocating the key.
 var commonKeys = func() map[string]string {
@@ -279,6 +334,8 @@ func newRequestFromHead(h *h1Head) (*http.Request, error) {
 	if !h.hasHost && u.Host == "" && h.minor == 1 {
 		return nil, badRequest("missing_host_header")
 	}
+	h.fields.Set(":path", u.RequestURI())
+	h.fields.Set(":authority", r.Host)
 	return r, nil
 }
 

@@ -25,6 +25,11 @@ type h1Writer struct {
 	// connection manager's header map, written as it is: lower-case names,
 	// in order, as Envoy's HTTP/1 codec does).
 	hmap *header.Map
+	// reqFields are the request's headers as the connection manager
+	// wants them (pseudo-headers first, hop-by-hop fields dropped), built
+	// by the codec; reqBytes counts them against max_request_headers_kb.
+	reqFields *header.Map
+	reqBytes  int
 
 	status        int
 	wroteHeader   bool

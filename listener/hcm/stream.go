@@ -257,7 +257,14 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := &stream{m: m, w: w, r: r, ctx: ctx, cancel: cancel, sig: make(chan struct{}, 1)}
 	fs := filterchain.NewStream(ctx, s, info)
 	s.fs = fs
-	if headerBytes(r) > int(m.MaxRequestHeadersKB)*1024 {
+	var reqHeaders *header.Map
+	var size int
+	if hw, ok := w.(*h1Writer); ok && hw.reqFields != nil {
+		reqHeaders, size = hw.reqFields, hw.reqBytes
+	} else {
+		size = headerBytes(r)
+	}
+	if size > int(m.MaxRequestHeadersKB)*1024 {
 		// net/http allows 4 KiB over MaxHeaderBytes; Envoy's limit is exact.
 		info.ResponseCode = http.StatusRequestHeaderFieldsTooLarge
 		info.ResponseCodeDetails = "http1.headers_too_large"
@@ -266,7 +273,10 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.stats.codes.Inc(info.ResponseCode)
 		return
 	}
-	fs.RequestHeaders = requestHeaders(r)
+	if reqHeaders == nil {
+		reqHeaders = requestHeaders(r)
+	}
+	fs.RequestHeaders = reqHeaders
 	m.prepareRequestHeaders(fs, r)
 
 	rnd := rand.Uint64()
