@@ -15,6 +15,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // TypeSecret is the Secret type URL (SDS).
@@ -94,12 +95,21 @@ func (s *Secrets) SDSSecret(name string, src *corev3.ConfigSource) (func() *tlsv
 	if name == "" {
 		return nil, errors.New("name: required for an SDS secret")
 	}
-	var errs fieldErrors
-	errs.only("", src, "ads", "resource_api_version", "initial_fetch_timeout")
-	if src.GetAds() == nil {
-		errs.add("", "only `ads: {}` is implemented for SDS")
+	var errs []error
+	src.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		switch fd.Name() {
+		case "ads", "resource_api_version", "initial_fetch_timeout":
+		default:
+			errs = append(errs, fmt.Errorf("%s: not implemented by wasmesh for SDS (only `ads: {}` is)", fd.Name()))
+		}
+		return true
+	})
+	if src.GetAds() == nil && len(errs) == 0 {
+		errs = append(errs, errors.New("ads: required (only `ads: {}` is implemented for SDS)"))
 	}
-	checkAPIVersion(&errs, "resource_api_version", src.GetResourceApiVersion())
+	if v := src.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
+		errs = append(errs, fmt.Errorf("resource_api_version: %s is not supported (V3 is)", v))
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
