@@ -28,7 +28,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	deltav3 "github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -136,6 +137,52 @@ type controlPlane struct {
 	version string
 }
 
+// adsServer is the aggregated discovery service over go-control-plane's
+// SotW and delta servers.
+type adsServer struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	sotw  sotwv3.Server
+	delta deltav3.Server
+}
+
+func (a adsServer) StreamAggregatedResources(s discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return a.sotw.StreamHandler(s, resource.AnyType)
+}
+
+func (a adsServer) DeltaAggregatedResources(s discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.delta.DeltaStreamHandler(s, resource.AnyType)
+}
+
+// nackLogger logs the configurations data planes reject (SotW and delta
+// callbacks).
+type nackLogger struct{ log *zap.Logger }
+
+func (n nackLogger) nack(node *corev3.Node, typeURL string, d interface{ GetMessage() string }) {
+	n.log.Warn("data plane rejected a configuration", zap.String("node", node.GetId()),
+		zap.String("type", typeURL), zap.String("error", d.GetMessage()))
+}
+
+func (nackLogger) OnStreamOpen(context.Context, int64, string) error { return nil }
+func (nackLogger) OnStreamClosed(int64, *corev3.Node)                {}
+func (n nackLogger) OnStreamRequest(_ int64, r *discoveryv3.DiscoveryRequest) error {
+	if r.GetErrorDetail() != nil {
+		n.nack(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
+	}
+	return nil
+}
+func (nackLogger) OnStreamResponse(context.Context, int64, *discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+}
+func (nackLogger) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
+func (nackLogger) OnDeltaStreamClosed(int64, *corev3.Node)                {}
+func (n nackLogger) OnStreamDeltaRequest(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+	if r.GetErrorDetail() != nil {
+		n.nack(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
+	}
+	return nil
+}
+func (nackLogger) OnStreamDeltaResponse(int64, *discoveryv3.DeltaDiscoveryRequest, *discoveryv3.DeltaDiscoveryResponse) {
+}
+
 // singleNode keys every node onto the one snapshot.
 type singleNode struct{}
 
@@ -162,24 +209,14 @@ func startControlPlane(s *Settings, log *zap.Logger) (*controlPlane, error) {
 		done:  make(chan struct{}),
 		log:   log,
 	}
-	cb := serverv3.CallbackFuncs{
-		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
-			if d := r.GetErrorDetail(); d != nil {
-				log.Warn("data plane rejected a configuration", zap.String("node", r.GetNode().GetId()),
-					zap.String("type", r.GetTypeUrl()), zap.String("error", d.GetMessage()))
-			}
-			return nil
-		},
-		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-			if d := r.GetErrorDetail(); d != nil {
-				log.Warn("data plane rejected a configuration", zap.String("node", r.GetNode().GetId()),
-					zap.String("type", r.GetTypeUrl()), zap.String("error", d.GetMessage()))
-			}
-			return nil
-		},
-	}
-	xs := serverv3.NewServer(context.Background(), cp.cache, cb)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(cp.grpc, xs)
+	// The SotW and delta servers behind the one ADS service: the
+	// umbrella serverv3 package would also link every per-type discovery
+	// service into the proxy binary.
+	cb := nackLogger{log}
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(cp.grpc, adsServer{
+		sotw:  sotwv3.NewServer(context.Background(), cp.cache, cb),
+		delta: deltav3.NewServer(context.Background(), cp.cache, cb),
+	})
 	go func() {
 		defer close(cp.done)
 		if err := cp.grpc.Serve(ln); err != nil {
