@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -652,8 +653,25 @@ func compileDNS(e *errs, c *clusterv3.Cluster, cfg *config) {
 	cfg.dns = d
 }
 
-// compileAssignment turns a ClusterLoadAssignment into host specs.
+// compileAssignment turns a ClusterLoadAssignment into host specs. It
+// compiles without building the field paths of every locality and endpoint
+// first (they are garbage unless there is a problem, and an xDS push
+// compiles tens of thousands of endpoints), and again with them when there
+// is a problem, so that errors name the field.
 func compileAssignment(e *errs, path string, cla *endpointv3.ClusterLoadAssignment, kind discovery) *assignment {
+	quick := &errs{resource: e.resource}
+	if a := compileAssignmentPaths(quick, path, cla, kind, false); quick.ok() {
+		return a
+	}
+	return compileAssignmentPaths(e, path, cla, kind, true)
+}
+
+// compileAssignmentPaths is compileAssignment; without paths, problems
+// are reported with the field names only.
+func compileAssignmentPaths(e *errs, path string, cla *endpointv3.ClusterLoadAssignment, kind discovery, paths bool) *assignment {
+	if !paths {
+		path = "" // at("", field) is field: no string is built
+	}
 	e.only(path, cla, "cluster_name", "endpoints", "policy")
 	a := &assignment{overprovisioning: lb.DefaultOverprovisioningFactor}
 	if p := cla.GetPolicy(); p != nil {
@@ -663,12 +681,26 @@ func compileAssignment(e *errs, path string, cla *endpointv3.ClusterLoadAssignme
 		}
 		a.weightedHealth = p.GetWeightedPriorityHealth()
 	}
-	seen := map[string]bool{}
+	n := 0
+	for _, loc := range cla.GetEndpoints() {
+		n += len(loc.GetLbEndpoints())
+	}
+	a.hosts = make([]hostSpec, 0, n)
+	var seen map[string]bool // with many hosts; a.hosts is searched otherwise
+	if n > hostMapMin {
+		seen = make(map[string]bool, n)
+	}
 	for i, loc := range cla.GetEndpoints() {
-		lp := idx(path, "endpoints", i)
+		lp := ""
+		if paths {
+			lp = idx(path, "endpoints", i)
+		}
 		e.only(lp, loc, "locality", "lb_endpoints", "load_balancing_weight", "priority", "metadata")
 		for j, le := range loc.GetLbEndpoints() {
-			ep := idx(lp, "lb_endpoints", j)
+			ep := ""
+			if paths {
+				ep = idx(lp, "lb_endpoints", j)
+			}
 			e.only(ep, le, "endpoint", "health_status", "metadata", "load_balancing_weight")
 			end := le.GetEndpoint()
 			if end == nil {
@@ -696,11 +728,16 @@ func compileAssignment(e *errs, path string, cla *endpointv3.ClusterLoadAssignme
 			}
 			s.hashKey = metadataHashKey(s.metadata)
 			if kind == discStatic || kind == discEDS {
-				if seen[s.key()] {
-					// Like Envoy, one address is one host; the first entry wins.
+				// Like Envoy, one address is one host; the first entry wins.
+				if seen != nil {
+					k := s.key()
+					if seen[k] {
+						continue
+					}
+					seen[k] = true
+				} else if slices.ContainsFunc(a.hosts, func(h hostSpec) bool { return h.network == s.network && h.address == s.address }) {
 					continue
 				}
-				seen[s.key()] = true
 			}
 			a.hosts = append(a.hosts, s)
 		}
