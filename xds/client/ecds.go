@@ -9,7 +9,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"go.uber.org/zap"
 )
 
@@ -84,11 +83,11 @@ func listenerFilterConfigs(l *listenerv3.Listener, out map[string]ecdsNeed) {
 			if tc.GetTypeUrl() != hcmTypeURL {
 				continue
 			}
-			h := &hcmv3.HttpConnectionManager{}
-			if tc.UnmarshalTo(h) != nil {
+			_, filters, ok := scanHCM(tc.GetValue())
+			if !ok {
 				continue
 			}
-			for _, hf := range h.GetHttpFilters() {
+			for _, hf := range filters {
 				cd := hf.GetConfigDiscovery()
 				if cd == nil || hf.GetName() == "" {
 					continue

@@ -12,6 +12,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // TypeRoute is the RouteConfiguration type URL (RDS).
@@ -48,23 +50,64 @@ func listenerRoutes(l *listenerv3.Listener, out map[string]time.Duration) {
 			if tc.GetTypeUrl() != hcmTypeURL {
 				continue
 			}
-			h := &hcmv3.HttpConnectionManager{}
-			if tc.UnmarshalTo(h) != nil || h.GetRds() == nil || h.GetRds().GetRouteConfigName() == "" {
+			rds, _, ok := scanHCM(tc.GetValue())
+			if !ok || rds.GetRouteConfigName() == "" {
 				continue
 			}
 			d := defaultRDSFetchTimeout
-			if t := h.GetRds().GetConfigSource().GetInitialFetchTimeout(); t != nil {
+			if t := rds.GetConfigSource().GetInitialFetchTimeout(); t != nil {
 				if d = t.AsDuration(); d == 0 {
 					d = -1
 				}
 			}
-			name := h.GetRds().GetRouteConfigName()
+			name := rds.GetRouteConfigName()
 			if old, ok := out[name]; ok && (old < 0 || (d >= 0 && d > old)) {
 				d = old
 			}
 			out[name] = d
 		}
 	}
+}
+
+// scanHCM reads the rds and http_filters fields of a serialized
+// HttpConnectionManager without decoding the rest (an inline route
+// configuration of thousands of routes is skipped, not decoded).
+func scanHCM(b []byte) (rds *hcmv3.Rds, filters []*hcmv3.HttpFilter, ok bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, false
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return nil, nil, false
+		}
+		if typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b[:m])
+			switch num {
+			case 3: // rds
+				r := &hcmv3.Rds{}
+				if rds != nil {
+					r = rds // a repeated message field merges
+				}
+				if (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, r) != nil {
+					return nil, nil, false
+				}
+				rds = r
+			case 4, 31: // route_config, scoped_routes: the oneof's last wins
+				rds = nil
+			case 5: // http_filters
+				f := &hcmv3.HttpFilter{}
+				if proto.Unmarshal(v, f) != nil {
+					return nil, nil, false
+				}
+				filters = append(filters, f)
+			}
+		}
+		b = b[m:]
+	}
+	return rds, filters, true
 }
 
 // routesEnabled reports whether the data plane takes RDS.
