@@ -24,8 +24,8 @@ type breaker struct {
 	requests atomic.Int64
 	pending  atomic.Int64
 	retries  atomic.Int64
-	conns    atomic.Int64 // open connections (priority DEFAULT counts all)
-	slots    chan struct{}
+	conns    atomic.Int64                  // open connections (priority DEFAULT counts all)
+	slots    atomic.Pointer[chan struct{}] // HTTP/1.1 connection slots, made on first use
 
 	rem *remainingGauges // with track_remaining only
 }
@@ -35,7 +35,7 @@ type remainingGauges struct {
 }
 
 func newBreaker(th thresholds, st *clusterStats, high bool) *breaker {
-	b := &breaker{th: th, stats: st, base: gBreakerDefault, slots: make(chan struct{}, th.maxConnections)}
+	b := &breaker{th: th, stats: st, base: gBreakerDefault}
 	p := "circuit_breakers.default."
 	if high {
 		p = "circuit_breakers.high."
@@ -54,6 +54,18 @@ func newBreaker(th thresholds, st *clusterStats, high bool) *breaker {
 		b.rem.retries.Set(th.maxRetries)
 	}
 	return b
+}
+
+// slotCh is the semaphore of HTTP/1.1 connection slots (max_connections).
+func (b *breaker) slotCh() chan struct{} {
+	if p := b.slots.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{}, b.th.maxConnections)
+	if !b.slots.CompareAndSwap(nil, &ch) {
+		return *b.slots.Load()
+	}
+	return ch
 }
 
 func (b *breaker) cxOpen() Gauge        { return b.stats.g(b.base + bgCxOpen) }
@@ -130,8 +142,9 @@ func (b *breaker) releaseRequest() {
 // acquireSlot takes an HTTP/1.1 connection slot, waiting as a pending
 // request when none is free.
 func (b *breaker) acquireSlot(ctx context.Context) error {
+	slots := b.slotCh()
 	select {
-	case b.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	default:
 	}
@@ -158,7 +171,7 @@ func (b *breaker) acquireSlot(ctx context.Context) error {
 		b.stats.rqPendingActive().Dec()
 	}()
 	select {
-	case b.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -166,8 +179,9 @@ func (b *breaker) acquireSlot(ctx context.Context) error {
 }
 
 func (b *breaker) releaseSlot() {
-	<-b.slots
-	if len(b.slots) < cap(b.slots) {
+	slots := b.slotCh()
+	<-slots
+	if len(slots) < cap(slots) {
 		b.cxOpen().Set(0)
 	}
 }

@@ -68,8 +68,8 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	ready     chan struct{}
-	readyOnce sync.Once
+	isReady atomic.Bool
+	ready   chan struct{} // made by Ready when asked before the cluster is ready; guarded by mu
 
 	set atomic.Pointer[hostSet]
 
@@ -123,7 +123,6 @@ func newCluster(m *Manager, cfg *config) (*Cluster, error) {
 		name:  cfg.name,
 		stats: newClusterStats(m.opts.Stats, cfg.statName),
 		rand:  m.opts.Rand,
-		ready: make(chan struct{}),
 	}
 	c.cfg.lb.Rand = c.rand
 	c.ctx, c.cancel = context.WithCancel(m.ctx)
@@ -237,8 +236,11 @@ func (c *Cluster) releaseInitLocked() {
 }
 
 func (c *Cluster) checkReadyLocked() {
-	if c.initDone && len(c.hcWaiting) == 0 {
-		c.readyOnce.Do(func() { close(c.ready) })
+	if c.initDone && len(c.hcWaiting) == 0 && !c.isReady.Load() {
+		c.isReady.Store(true)
+		if c.ready != nil {
+			close(c.ready)
+		}
 	}
 }
 
@@ -249,7 +251,19 @@ func (c *Cluster) Name() string { return c.name }
 func (c *Cluster) Config() *clusterv3.Cluster { return c.cfg.proto }
 
 // Ready is closed once the cluster has warmed.
-func (c *Cluster) Ready() <-chan struct{} { return c.ready }
+// The channel is made on request: most clusters are ready as soon as they
+// start, and nothing waits for them.
+func (c *Cluster) Ready() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ready == nil {
+		c.ready = make(chan struct{})
+		if c.isReady.Load() {
+			close(c.ready)
+		}
+	}
+	return c.ready
+}
 
 // Hosts returns the current hosts in endpoint order (for ORIGINAL_DST, the
 // hosts created so far).

@@ -235,7 +235,7 @@ func TestH1PoolGrowth(t *testing.T) {
 	if n := s.opened.Load(); n != k {
 		t.Fatalf("%d connections after reuse, want %d", n, k)
 	}
-	if idle := c.tr.h1.idleLen(); idle != k {
+	if idle := c.tr.h1Pool().idleLen(); idle != k {
 		t.Fatalf("%d idle connections, want %d", idle, k)
 	}
 }
@@ -369,7 +369,7 @@ func TestH1Bodies(t *testing.T) {
 			}
 			// The connection goes back to the pool (from the body writer
 			// when the response ended before it did).
-			eventually(t, func() bool { return c.tr.h1.idleLen() == 1 })
+			eventually(t, func() bool { return c.tr.h1Pool().idleLen() == 1 })
 		})
 	}
 	if n := s.opened.Load(); n != 1 {
@@ -736,7 +736,7 @@ func TestH1IdleTimeout(t *testing.T) {
 	if el := time.Since(start); el < 50*time.Millisecond {
 		t.Fatalf("closed after %v, before idle_timeout", el)
 	}
-	if n := c.tr.h1.idleLen(); n != 0 {
+	if n := c.tr.h1Pool().idleLen(); n != 0 {
 		t.Fatalf("%d idle connections left", n)
 	}
 	roundTrip(t, c, newReq(t, http.MethodGet, "/", nil))
@@ -757,12 +757,12 @@ func TestH1ConnClosedByClusterLeavesPool(t *testing.T) {
 	s := startCounting(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	c := h1Cluster(t, s.addr(), 0)
 	roundTrip(t, c, newReq(t, http.MethodGet, "/", nil))
-	if n := c.tr.h1.idleLen(); n != 1 {
+	if n := c.tr.h1Pool().idleLen(); n != 1 {
 		t.Fatalf("%d idle connections, want 1", n)
 	}
 	// What a host removal does to the host's connections.
 	c.conns.closeAll(c.Hosts()[0])
-	if n := c.tr.h1.idleLen(); n != 0 {
+	if n := c.tr.h1Pool().idleLen(); n != 0 {
 		t.Fatalf("%d idle connections after closeAll, want 0", n)
 	}
 	roundTrip(t, c, newReq(t, http.MethodGet, "/", nil))

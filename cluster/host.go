@@ -206,7 +206,15 @@ type hostSpec struct {
 	hashKey  string // "envoy.lb" hash_key metadata
 }
 
-func (s *hostSpec) key() string { return s.network + "|" + s.address }
+// key identifies a host within its cluster: its address for TCP (no
+// string is built), "unix|" and the path for a pipe (a TCP address never
+// has a "|").
+func (s *hostSpec) key() string {
+	if s.network == "tcp" {
+		return s.address
+	}
+	return s.network + "|" + s.address
+}
 
 func edsFlags(st corev3.HealthStatus) uint32 {
 	switch st {

@@ -187,13 +187,11 @@ func (m *Manager) Apply(ctx context.Context, adds []*clusterv3.Cluster, removes 
 				}
 				w := m.prepare(i, adds[i])
 				if w.cl != nil && !w.done {
-					select {
-					case <-w.cl.ready:
-						w.done = true
-					default:
+					if !w.cl.isReady.Load() {
 						go func() { results <- m.await(ctx, w) }()
 						continue
 					}
+					w.done = true
 				}
 				readyMu.Lock()
 				ready = append(ready, w)
@@ -290,7 +288,7 @@ func (m *Manager) prepare(i int, c *clusterv3.Cluster) warmed {
 func (m *Manager) await(ctx context.Context, w warmed) warmed {
 	cl, name := w.cl, w.cl.name
 	select {
-	case <-cl.ready:
+	case <-cl.Ready():
 		return warmed{i: w.i, cl: cl, done: true}
 	case <-cl.ctx.Done():
 		// Closed while warming: by a newer Add or a Remove of the name

@@ -83,7 +83,7 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 	var err error
 	switch pool {
 	case poolH1:
-		resp, err = c.tr.h1.roundTrip(out, h)
+		resp, err = c.tr.h1Pool().roundTrip(out, h)
 	case poolALPN:
 		resp, err = c.tr.alpn.RoundTrip(out)
 	default:

@@ -15,8 +15,8 @@ import (
 // (h1.go) for HTTP/1.1, net/http for HTTP/2 and for protocol selection by
 // ALPN over TLS (auto_config), which the lean client does not do.
 type transports struct {
-	h1     *h1Transport
-	alpn   *http.Transport // auto_config over TLS: HTTP/2 or HTTP/1.1 by ALPN
+	h1     atomic.Pointer[h1Transport] // made on first use (h1Pool): most clusters of a large config see no request
+	alpn   *http.Transport             // auto_config over TLS: HTTP/2 or HTTP/1.1 by ALPN
 	h2     *http.Transport
 	scheme string
 	c      *Cluster
@@ -30,8 +30,8 @@ const (
 )
 
 func (t *transports) closeIdle() {
-	if t.h1 != nil {
-		t.h1.closeIdle()
+	if h1 := t.h1.Load(); h1 != nil {
+		h1.closeIdle()
 	}
 	if t.alpn != nil {
 		t.alpn.CloseIdleConnections()
@@ -70,13 +70,8 @@ func (c *Cluster) buildTransports() {
 	if c.cfg.tls != nil {
 		c.tr.scheme = "https"
 	}
-	var h1TLS *tls.Config
-	if c.cfg.tls != nil {
-		h1TLS = c.cfg.tls.config(nil)
-	}
 	// An HTTP/1.1 pool exists for every cluster (upgrades on HTTP/2
-	// clusters use it); a pool costs nothing until it dials.
-	c.tr.h1 = c.newH1Transport(h1TLS)
+	// clusters use it), made by h1 on the first request.
 	switch c.cfg.protocol {
 	case protoHTTP2, protoDownstream:
 		c.tr.h2 = c.newTransport(protoHTTP2)
@@ -85,6 +80,23 @@ func (c *Cluster) buildTransports() {
 			c.tr.alpn = c.newTransport(protoAuto)
 		}
 	}
+}
+
+// h1Pool returns the HTTP/1.1 pool, making it on first use.
+func (t *transports) h1Pool() *h1Transport {
+	if h := t.h1.Load(); h != nil {
+		return h
+	}
+	c := t.c
+	var tc *tls.Config
+	if c.cfg.tls != nil {
+		tc = c.cfg.tls.config(nil)
+	}
+	h := c.newH1Transport(tc)
+	if !t.h1.CompareAndSwap(nil, h) {
+		return t.h1.Load()
+	}
+	return h
 }
 
 func (c *Cluster) newTransport(p protocolMode) *http.Transport {
