@@ -123,6 +123,9 @@ type Settings struct {
 	ClusterControlPlane string
 	ClusterCert         string
 	ClusterCertKey      string
+	// proxyListenSet: a data plane's own proxy_listen, sent to the
+	// control plane in the node metadata.
+	proxyListenSet bool
 	// Values are every key's final value (defaults filled), for GET /.
 	Values map[string]string
 }

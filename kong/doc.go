@@ -37,12 +37,13 @@ package kong
 //     variable); unknown keys are warnings.
 //   - Hybrid mode: the control plane has one snapshot for every node (its
 //     node hash maps every node id onto SnapshotNode), as every Kong data
-//     plane gets the same configuration; its version is a hash of the
-//     resources, so an unchanged configuration is not pushed again and a
-//     restarted control plane does not reuse a version for other
-//     contents. The proxy listeners come from the control plane's
-//     proxy_listen (a data plane's own proxy_listen, admin_listen or
-//     declarative_config is an error naming it). Kong's control plane
+//     plane gets the same configuration; a data plane with its own
+//     proxy_listen sends it in the node metadata (ProxyListenMetadata) and
+//     gets a snapshot translated for it, shared by data planes with the
+//     same proxy_listen. A version is a hash of the resources, so an
+//     unchanged configuration is not pushed again and a restarted control
+//     plane does not reuse a version for other contents. A data plane's
+//     admin_listen or declarative_config is an error naming it. Kong's control plane
 //     needs a database; wasmesh's is DB-less (kong.yml and POST /config).
 //     Certificates travel inline in the TLS contexts (ssl_cert's files are
 //     read on the control plane): a secret named without sds_config would

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wasmesh/wasmesh/server"
 	xkong "github.com/wasmesh/wasmesh/xds/kong"
@@ -52,6 +53,10 @@ const (
 // plane, whatever its node id, gets the same resources, as every Kong data
 // plane gets the same configuration.
 const SnapshotNode = "kong"
+
+// ProxyListenMetadata is the node metadata key in which a data plane with
+// its own proxy_listen sends it to the control plane.
+const ProxyListenMetadata = "kong_proxy_listen"
 
 // ControlPlaneCluster names the data plane's static cluster reaching the
 // control plane.
@@ -105,7 +110,8 @@ func (s *Settings) loadHybrid(get, name func(string) string, isSet func(string) 
 	if s.Role == RoleDataPlane {
 		// A data plane takes its whole configuration from the control
 		// plane: settings that would configure it locally are errors.
-		for _, k := range []string{"declarative_config", "declarative_config_string", "proxy_listen", "admin_listen"} {
+		s.proxyListenSet = isSet("proxy_listen")
+		for _, k := range []string{"declarative_config", "declarative_config_string", "admin_listen"} {
 			if isSet(k) && !(k == "admin_listen" && get(k) == "off") {
 				errs = append(errs, fmt.Errorf("%s: not read when role = data_plane (%s)", name(k), dataPlaneWhy(k)))
 			}
@@ -116,8 +122,6 @@ func (s *Settings) loadHybrid(get, name func(string) string, isSet func(string) 
 
 func dataPlaneWhy(k string) string {
 	switch k {
-	case "proxy_listen":
-		return "the proxy listeners come from the control plane's proxy_listen"
 	case "admin_listen":
 		return "a data plane serves no Admin API; set it to off"
 	}
@@ -133,8 +137,14 @@ type controlPlane struct {
 	done  chan struct{} // closed when the gRPC server stopped serving
 	log   *zap.Logger
 
+	// render translates a configuration for a data plane's own
+	// proxy_listen.
+	render func(raw []byte, proxyListen []Listen) (*xkong.Resources, error)
+
 	mu      sync.Mutex
-	version string
+	version string              // of the default snapshot
+	raw     []byte              // the published configuration
+	nodes   map[string][]Listen // snapshot key → proxy_listen, data planes with their own
 }
 
 // adsServer is the aggregated discovery service over go-control-plane's
@@ -153,43 +163,57 @@ func (a adsServer) DeltaAggregatedResources(s discoveryv3.AggregatedDiscoverySer
 	return a.delta.DeltaStreamHandler(s, resource.AnyType)
 }
 
-// nackLogger logs the configurations data planes reject (SotW and delta
-// callbacks).
-type nackLogger struct{ log *zap.Logger }
+// callbacks (SotW and delta) log the configurations data planes reject
+// and make the snapshot of a data plane with its own proxy_listen.
+type callbacks struct{ cp *controlPlane }
 
-func (n nackLogger) nack(node *corev3.Node, typeURL string, d interface{ GetMessage() string }) {
-	n.log.Warn("data plane rejected a configuration", zap.String("node", node.GetId()),
-		zap.String("type", typeURL), zap.String("error", d.GetMessage()))
-}
-
-func (nackLogger) OnStreamOpen(context.Context, int64, string) error { return nil }
-func (nackLogger) OnStreamClosed(int64, *corev3.Node)                {}
-func (n nackLogger) OnStreamRequest(_ int64, r *discoveryv3.DiscoveryRequest) error {
-	if r.GetErrorDetail() != nil {
-		n.nack(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
+func (c callbacks) request(node *corev3.Node, typeURL string, d interface{ GetMessage() string }) error {
+	if d != nil {
+		c.cp.log.Warn("data plane rejected a configuration", zap.String("node", node.GetId()),
+			zap.String("type", typeURL), zap.String("error", d.GetMessage()))
 	}
-	return nil
+	return c.cp.ensure(context.Background(), node)
 }
-func (nackLogger) OnStreamResponse(context.Context, int64, *discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
-}
-func (nackLogger) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
-func (nackLogger) OnDeltaStreamClosed(int64, *corev3.Node)                {}
-func (n nackLogger) OnStreamDeltaRequest(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-	if r.GetErrorDetail() != nil {
-		n.nack(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
+
+func (callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
+func (callbacks) OnStreamClosed(int64, *corev3.Node)                {}
+func (c callbacks) OnStreamRequest(_ int64, r *discoveryv3.DiscoveryRequest) error {
+	if r.GetErrorDetail() == nil {
+		return c.request(r.GetNode(), r.GetTypeUrl(), nil)
 	}
-	return nil
+	return c.request(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
 }
-func (nackLogger) OnStreamDeltaResponse(int64, *discoveryv3.DeltaDiscoveryRequest, *discoveryv3.DeltaDiscoveryResponse) {
+func (callbacks) OnStreamResponse(context.Context, int64, *discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+}
+func (callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
+func (callbacks) OnDeltaStreamClosed(int64, *corev3.Node)                {}
+func (c callbacks) OnStreamDeltaRequest(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+	if r.GetErrorDetail() == nil {
+		return c.request(r.GetNode(), r.GetTypeUrl(), nil)
+	}
+	return c.request(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
+}
+func (callbacks) OnStreamDeltaResponse(int64, *discoveryv3.DeltaDiscoveryRequest, *discoveryv3.DeltaDiscoveryResponse) {
 }
 
-// singleNode keys every node onto the one snapshot.
-type singleNode struct{}
+// nodeKey maps every data plane onto the one snapshot, except a data
+// plane with its own proxy_listen: its snapshot is keyed by that
+// proxy_listen (data planes with the same one share it).
+type nodeKey struct{}
 
-func (singleNode) ID(*corev3.Node) string { return SnapshotNode }
+func (nodeKey) ID(n *corev3.Node) string {
+	if pl := nodeProxyListen(n); pl != "" {
+		return SnapshotNode + " proxy_listen=" + pl
+	}
+	return SnapshotNode
+}
+
+func nodeProxyListen(n *corev3.Node) string {
+	return n.GetMetadata().GetFields()[ProxyListenMetadata].GetStringValue()
+}
 
 // startControlPlane opens cluster_listen.
-func startControlPlane(s *Settings, log *zap.Logger) (*controlPlane, error) {
+func startControlPlane(s *Settings, log *zap.Logger, render func([]byte, []Listen) (*xkong.Resources, error)) (*controlPlane, error) {
 	var opts []grpc.ServerOption
 	if s.ClusterCert != "" {
 		tc, err := sharedServerTLS(s.ClusterCert, s.ClusterCertKey)
@@ -203,16 +227,18 @@ func startControlPlane(s *Settings, log *zap.Logger) (*controlPlane, error) {
 		return nil, fmt.Errorf("kong: cluster_listen %s: %w", s.ClusterListen, err)
 	}
 	cp := &controlPlane{
-		cache: cachev3.NewSnapshotCache(true, singleNode{}, nil),
-		grpc:  grpc.NewServer(opts...),
-		ln:    ln,
-		done:  make(chan struct{}),
-		log:   log,
+		cache:  cachev3.NewSnapshotCache(true, nodeKey{}, nil),
+		grpc:   grpc.NewServer(opts...),
+		ln:     ln,
+		done:   make(chan struct{}),
+		log:    log,
+		render: render,
+		nodes:  map[string][]Listen{},
 	}
 	// The SotW and delta servers behind the one ADS service: the
 	// umbrella serverv3 package would also link every per-type discovery
 	// service into the proxy binary.
-	cb := nackLogger{log}
+	cb := callbacks{cp}
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(cp.grpc, adsServer{
 		sotw:  sotwv3.NewServer(context.Background(), cp.cache, cb),
 		delta: deltav3.NewServer(context.Background(), cp.cache, cb),
@@ -227,39 +253,14 @@ func startControlPlane(s *Settings, log *zap.Logger) (*controlPlane, error) {
 	return cp, nil
 }
 
-// publish makes the resources the snapshot every data plane gets. The
-// version is a hash of the resources, so the same configuration keeps its
-// version across POST /config and control plane restarts.
-func (cp *controlPlane) publish(ctx context.Context, res *xkong.Resources) (string, error) {
-	listeners, clusters, err := inlineSecrets(res)
+// publish makes the resources the snapshot every data plane gets, and
+// translates raw again for each proxy_listen of data planes with their
+// own (one failing keeps its previous snapshot, logged). Versions are a
+// hash of the resources, so the same configuration keeps its version
+// across POST /config and control plane restarts.
+func (cp *controlPlane) publish(ctx context.Context, raw []byte, res *xkong.Resources) (string, error) {
+	snap, err := newSnapshot(res)
 	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	m := proto.MarshalOptions{Deterministic: true}
-	rs := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.ListenerType: {}}
-	for _, c := range clusters {
-		if err := c.Validate(); err != nil {
-			return "", fmt.Errorf("cluster %q: %w", c.GetName(), err)
-		}
-		rs[resource.ClusterType] = append(rs[resource.ClusterType], c)
-		b, _ := m.Marshal(c)
-		h.Write(b)
-	}
-	for _, l := range listeners {
-		if err := l.Validate(); err != nil {
-			return "", fmt.Errorf("listener %q: %w", l.GetName(), err)
-		}
-		rs[resource.ListenerType] = append(rs[resource.ListenerType], l)
-		b, _ := m.Marshal(l)
-		h.Write(b)
-	}
-	version := hex.EncodeToString(h.Sum(nil))[:16]
-	snap, err := cachev3.NewSnapshot(version, rs)
-	if err != nil {
-		return "", err
-	}
-	if err := snap.Consistent(); err != nil {
 		return "", err
 	}
 	cp.mu.Lock()
@@ -267,10 +268,96 @@ func (cp *controlPlane) publish(ctx context.Context, res *xkong.Resources) (stri
 	if err := cp.cache.SetSnapshot(ctx, SnapshotNode, snap); err != nil {
 		return "", err
 	}
-	cp.version = version
-	cp.log.Info("configuration published", zap.String("version", version),
-		zap.Int("clusters", len(clusters)), zap.Int("listeners", len(listeners)))
-	return version, nil
+	cp.version, cp.raw = snap.GetVersion(resource.ListenerType), raw
+	cp.log.Info("configuration published", zap.String("version", cp.version),
+		zap.Int("clusters", len(res.Clusters)), zap.Int("listeners", len(res.Listeners)))
+	for key, ls := range cp.nodes {
+		if err := cp.setLocked(ctx, key, ls); err != nil {
+			cp.log.Warn("data planes with their own proxy_listen keep their previous configuration",
+				zap.String("proxy_listen", listensString(ls)), zap.Error(err))
+		}
+	}
+	return cp.version, nil
+}
+
+// ensure makes the snapshot of a data plane with its own proxy_listen the
+// first time one asks. An error ends the stream and names the reason; the
+// data plane retries.
+func (cp *controlPlane) ensure(ctx context.Context, node *corev3.Node) error {
+	pl := nodeProxyListen(node)
+	if pl == "" {
+		return nil
+	}
+	key := nodeKey{}.ID(node)
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if _, ok := cp.nodes[key]; ok {
+		return nil
+	}
+	ls, err := parseListens(pl)
+	if err == nil && len(ls) == 0 {
+		err = errors.New("no listener")
+	}
+	if err == nil && cp.raw != nil {
+		err = cp.setLocked(ctx, key, ls)
+	}
+	if err != nil {
+		cp.log.Warn("data plane's proxy_listen cannot be served", zap.String("node", node.GetId()),
+			zap.String("proxy_listen", pl), zap.Error(err))
+		return fmt.Errorf("kong control plane: node %q metadata %s %q: %w", node.GetId(), ProxyListenMetadata, pl, err)
+	}
+	cp.nodes[key] = ls
+	return nil
+}
+
+func (cp *controlPlane) setLocked(ctx context.Context, key string, ls []Listen) error {
+	res, err := cp.render(cp.raw, ls)
+	if err != nil {
+		return err
+	}
+	snap, err := newSnapshot(res)
+	if err != nil {
+		return err
+	}
+	return cp.cache.SetSnapshot(ctx, key, snap)
+}
+
+func listensString(ls []Listen) string { return strings.Join(listenJSON(ls), ", ") }
+
+// newSnapshot is the snapshot of the resources (certificates inlined),
+// versioned by their hash.
+func newSnapshot(res *xkong.Resources) (*cachev3.Snapshot, error) {
+	listeners, clusters, err := inlineSecrets(res)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	m := proto.MarshalOptions{Deterministic: true}
+	rs := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.ListenerType: {}}
+	for _, c := range clusters {
+		if err := c.Validate(); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
+		rs[resource.ClusterType] = append(rs[resource.ClusterType], c)
+		b, _ := m.Marshal(c)
+		h.Write(b)
+	}
+	for _, l := range listeners {
+		if err := l.Validate(); err != nil {
+			return nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+		}
+		rs[resource.ListenerType] = append(rs[resource.ListenerType], l)
+		b, _ := m.Marshal(l)
+		h.Write(b)
+	}
+	snap, err := cachev3.NewSnapshot(hex.EncodeToString(h.Sum(nil))[:16], rs)
+	if err != nil {
+		return nil, err
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, err
+	}
+	return snap, nil
 }
 
 // Version is the version of the published snapshot.
@@ -497,6 +584,21 @@ func DataPlaneBootstrap(s *Settings, node *corev3.Node) (*bootstrapv3.Bootstrap,
 		c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ut}}
 	}
 	ads := &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}
+	if s.proxyListenSet {
+		// The control plane translates for this proxy_listen.
+		node = proto.Clone(node).(*corev3.Node)
+		if node == nil {
+			node = &corev3.Node{}
+		}
+		md, err := structpb.NewStruct(map[string]any{ProxyListenMetadata: listensString(s.ProxyListen)})
+		if err != nil {
+			return nil, err
+		}
+		if node.GetMetadata() != nil {
+			proto.Merge(md, node.GetMetadata())
+		}
+		node.Metadata = md
+	}
 	b := &bootstrapv3.Bootstrap{
 		Node: node,
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
@@ -534,7 +636,13 @@ func checkPEMFile(f string) error {
 // startControlPlane publishes the first configuration, then opens
 // cluster_listen and the Admin API. The control plane proxies nothing.
 func (g *Gateway) startControlPlane(ctx context.Context, cfg *xkong.Config, res *xkong.Resources, raw []byte, warn func(string)) error {
-	cp, err := startControlPlane(g.settings, g.logging.Logger("xds"))
+	render := func(raw []byte, pl []Listen) (*xkong.Resources, error) {
+		s := *g.settings
+		s.ProxyListen = pl
+		_, res, err := Prepare(&s, raw, func(msg string) { g.log.Warn(msg) })
+		return res, err
+	}
+	cp, err := startControlPlane(g.settings, g.logging.Logger("xds"), render)
 	if err != nil {
 		return err
 	}
@@ -553,7 +661,7 @@ func (g *Gateway) startControlPlane(ctx context.Context, cfg *xkong.Config, res 
 // publish is apply on a control plane: the translated resources become the
 // snapshot every data plane gets. Errors are *Error.
 func (g *Gateway) publish(ctx context.Context, cfg *xkong.Config, res *xkong.Resources, raw []byte) error {
-	if _, err := g.cp.publish(ctx, res); err != nil {
+	if _, err := g.cp.publish(ctx, raw, res); err != nil {
 		return kongError(err)
 	}
 	names := make([]string, 0, len(res.Clusters))

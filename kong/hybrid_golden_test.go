@@ -25,6 +25,7 @@ func TestDataPlaneBootstrapGolden(t *testing.T) {
 		{"dp_plain", []string{"KONG_CLUSTER_CONTROL_PLANE=127.0.0.1:8005"}},
 		{"dp_mtls_dns", []string{"KONG_CLUSTER_CONTROL_PLANE=cp.example:9005",
 			"KONG_CLUSTER_CERT=testdata/cluster.crt", "KONG_CLUSTER_CERT_KEY=testdata/cluster.key"}},
+		{"dp_proxy_listen", []string{"KONG_PROXY_LISTEN=0.0.0.0:9000 http2, 0.0.0.0:9443 ssl http2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _, err := LoadSettings(Sources{Env: append(tc.env, "KONG_ROLE=data_plane"), NumCPU: 1})

@@ -290,7 +290,7 @@ func TestHybridSettings(t *testing.T) {
 		{"bad cluster_listen", []string{"KONG_CLUSTER_LISTEN=8005"}, `cluster_listen (KONG_CLUSTER_LISTEN)`},
 		{"bad control plane", []string{"KONG_ROLE=data_plane", "KONG_CLUSTER_CONTROL_PLANE=cp"}, `cluster_control_plane (KONG_CLUSTER_CONTROL_PLANE)`},
 		{"data plane with declarative_config", []string{"KONG_ROLE=data_plane", "KONG_DECLARATIVE_CONFIG=/kong.yml"}, `declarative_config (KONG_DECLARATIVE_CONFIG): not read when role = data_plane`},
-		{"data plane with proxy_listen", []string{"KONG_ROLE=data_plane", "KONG_PROXY_LISTEN=0.0.0.0:9000"}, `proxy_listen (KONG_PROXY_LISTEN): not read when role = data_plane`},
+		{"data plane with proxy_listen", []string{"KONG_ROLE=data_plane", "KONG_PROXY_LISTEN=0.0.0.0:9000"}, ""},
 		{"data plane with admin_listen", []string{"KONG_ROLE=data_plane", "KONG_ADMIN_LISTEN=127.0.0.1:9001"}, `admin_listen (KONG_ADMIN_LISTEN): not read when role = data_plane`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -431,4 +431,28 @@ func TestHybridControlPlaneRestart(t *testing.T) {
 	}
 	startRole(t, "cp-host", cpEnv("second")...)
 	eventuallyGreeting(t, proxy, "second")
+}
+
+// TestHybridDataPlaneProxyListen: a data plane with its own proxy_listen
+// listens there (the control plane translates for it); one without
+// listens on the control plane's; POST /config reaches both.
+func TestHybridDataPlaneProxyListen(t *testing.T) {
+	cp, _, admin, proxy, upstream := hybrid(t, nil, nil)
+	own := freePort(t)
+	dp2 := startRole(t, "dp2-host", "KONG_ROLE=data_plane", "KONG_CLUSTER_CONTROL_PLANE="+cp.ClusterAddr().String(),
+		"KONG_PROXY_LISTEN="+own)
+	if a := dp2.ProxyAddr(0); a == nil || a.String() != own {
+		t.Fatalf("data plane with proxy_listen %s listens on %v", own, a)
+	}
+	for _, p := range []string{proxy, "http://" + own} {
+		if g := greeting(t, p); g != "Hello from wasmesh using WebAssembly!" {
+			t.Fatalf("%s: X-Greeting %q", p, g)
+		}
+	}
+	resp, body := do(t, "POST", admin+"/config", "application/x-yaml", []byte(walkConfig(upstream, "to both")))
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST /config: %d %s", resp.StatusCode, body)
+	}
+	eventuallyGreeting(t, proxy, "to both")
+	eventuallyGreeting(t, "http://"+own, "to both")
 }
