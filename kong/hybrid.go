@@ -145,6 +145,15 @@ type controlPlane struct {
 	version string              // of the default snapshot
 	raw     []byte              // the published configuration
 	nodes   map[string][]Listen // snapshot key → proxy_listen, data planes with their own
+	// streams are the open streams of data planes with their own
+	// proxy_listen (SotW and delta number their streams apart): a key
+	// without streams is dropped.
+	streams map[streamID]string
+}
+
+type streamID struct {
+	delta bool
+	id    int64
 }
 
 // adsServer is the aggregated discovery service over go-control-plane's
@@ -167,31 +176,33 @@ func (a adsServer) DeltaAggregatedResources(s discoveryv3.AggregatedDiscoverySer
 // and make the snapshot of a data plane with its own proxy_listen.
 type callbacks struct{ cp *controlPlane }
 
-func (c callbacks) request(node *corev3.Node, typeURL string, d interface{ GetMessage() string }) error {
+func (c callbacks) request(id streamID, node *corev3.Node, typeURL string, d interface{ GetMessage() string }) error {
 	if d != nil {
 		c.cp.log.Warn("data plane rejected a configuration", zap.String("node", node.GetId()),
 			zap.String("type", typeURL), zap.String("error", d.GetMessage()))
 	}
-	return c.cp.ensure(context.Background(), node)
+	return c.cp.ensure(context.Background(), id, node)
 }
 
 func (callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
-func (callbacks) OnStreamClosed(int64, *corev3.Node)                {}
-func (c callbacks) OnStreamRequest(_ int64, r *discoveryv3.DiscoveryRequest) error {
+func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node)         { c.cp.closed(streamID{id: id}) }
+func (c callbacks) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
 	if r.GetErrorDetail() == nil {
-		return c.request(r.GetNode(), r.GetTypeUrl(), nil)
+		return c.request(streamID{id: id}, r.GetNode(), r.GetTypeUrl(), nil)
 	}
-	return c.request(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
+	return c.request(streamID{id: id}, r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
 }
 func (callbacks) OnStreamResponse(context.Context, int64, *discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
 }
 func (callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
-func (callbacks) OnDeltaStreamClosed(int64, *corev3.Node)                {}
-func (c callbacks) OnStreamDeltaRequest(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	c.cp.closed(streamID{delta: true, id: id})
+}
+func (c callbacks) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
 	if r.GetErrorDetail() == nil {
-		return c.request(r.GetNode(), r.GetTypeUrl(), nil)
+		return c.request(streamID{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), nil)
 	}
-	return c.request(r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
+	return c.request(streamID{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), r.GetErrorDetail())
 }
 func (callbacks) OnStreamDeltaResponse(int64, *discoveryv3.DeltaDiscoveryRequest, *discoveryv3.DeltaDiscoveryResponse) {
 }
@@ -227,13 +238,14 @@ func startControlPlane(s *Settings, log *zap.Logger, render func([]byte, []Liste
 		return nil, fmt.Errorf("kong: cluster_listen %s: %w", s.ClusterListen, err)
 	}
 	cp := &controlPlane{
-		cache:  cachev3.NewSnapshotCache(true, nodeKey{}, nil),
-		grpc:   grpc.NewServer(opts...),
-		ln:     ln,
-		done:   make(chan struct{}),
-		log:    log,
-		render: render,
-		nodes:  map[string][]Listen{},
+		cache:   cachev3.NewSnapshotCache(true, nodeKey{}, nil),
+		grpc:    grpc.NewServer(opts...),
+		ln:      ln,
+		done:    make(chan struct{}),
+		log:     log,
+		render:  render,
+		nodes:   map[string][]Listen{},
+		streams: map[streamID]string{},
 	}
 	// The SotW and delta servers behind the one ADS service: the
 	// umbrella serverv3 package would also link every per-type discovery
@@ -283,7 +295,7 @@ func (cp *controlPlane) publish(ctx context.Context, raw []byte, res *xkong.Reso
 // ensure makes the snapshot of a data plane with its own proxy_listen the
 // first time one asks. An error ends the stream and names the reason; the
 // data plane retries.
-func (cp *controlPlane) ensure(ctx context.Context, node *corev3.Node) error {
+func (cp *controlPlane) ensure(ctx context.Context, id streamID, node *corev3.Node) error {
 	pl := nodeProxyListen(node)
 	if pl == "" {
 		return nil
@@ -292,6 +304,7 @@ func (cp *controlPlane) ensure(ctx context.Context, node *corev3.Node) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if _, ok := cp.nodes[key]; ok {
+		cp.streams[id] = key
 		return nil
 	}
 	ls, err := parseListens(pl)
@@ -307,7 +320,39 @@ func (cp *controlPlane) ensure(ctx context.Context, node *corev3.Node) error {
 		return fmt.Errorf("kong control plane: node %q metadata %s %q: %w", node.GetId(), ProxyListenMetadata, pl, err)
 	}
 	cp.nodes[key] = ls
+	cp.streams[id] = key
 	return nil
+}
+
+// closed forgets a stream; the snapshot of a proxy_listen no data plane
+// uses any more is dropped.
+func (cp *controlPlane) closed(id streamID) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	key, ok := cp.streams[id]
+	if !ok {
+		return
+	}
+	delete(cp.streams, id)
+	for _, k := range cp.streams {
+		if k == key {
+			return
+		}
+	}
+	delete(cp.nodes, key)
+	cp.cache.ClearSnapshot(key)
+}
+
+// proxyListens are the proxy_listen values of connected data planes with
+// their own (tests).
+func (cp *controlPlane) proxyListens() []string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	var out []string
+	for _, ls := range cp.nodes {
+		out = append(out, listensString(ls))
+	}
+	return out
 }
 
 func (cp *controlPlane) setLocked(ctx context.Context, key string, ls []Listen) error {

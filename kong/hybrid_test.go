@@ -455,4 +455,16 @@ func TestHybridDataPlaneProxyListen(t *testing.T) {
 	}
 	eventuallyGreeting(t, proxy, "to both")
 	eventuallyGreeting(t, "http://"+own, "to both")
+	if got := cp.cp.proxyListens(); len(got) != 1 || got[0] != own {
+		t.Fatalf("proxy_listen snapshots %v, want [%s]", got, own)
+	}
+	// The data plane goes: so does its snapshot.
+	dp2.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(cp.cp.proxyListens()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy_listen snapshots %v after the data plane left", cp.cp.proxyListens())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
