@@ -208,7 +208,7 @@ func (d dynamicPlane) ForgetRoutes(names []string) { d.s.dyn.routes.forget(names
 // (client.ExtensionConfigUpdater). One no connection manager uses yet is
 // checked by compiling it as a filter chain of its own.
 func (d dynamicPlane) UpdateExtensionConfigs(ctx context.Context, tcs []*corev3.TypedExtensionConfig, versions []string) []error {
-	return d.s.dyn.routes.updateFilters(ctx, tcs, versions, func(ctx context.Context, tc *corev3.TypedExtensionConfig) error {
+	errs := d.s.dyn.routes.updateFilters(ctx, tcs, versions, func(ctx context.Context, tc *corev3.TypedExtensionConfig) error {
 		chain, err := filterchain.CompileChain(ctx, []*hcmv3.HttpFilter{
 			{Name: tc.GetName(), ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc.GetTypedConfig()}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}},
@@ -219,6 +219,15 @@ func (d dynamicPlane) UpdateExtensionConfigs(ctx context.Context, tcs []*corev3.
 		chain.Close()
 		return nil
 	})
+	// Envoy's extension_config_discovery.http_filter.<name>.* stats.
+	for i, tc := range tcs {
+		stat := "config_reload"
+		if errs[i] != nil {
+			stat = "config_fail"
+		}
+		d.s.Stats.Counter("extension_config_discovery.http_filter." + tc.GetName() + "." + stat).Inc()
+	}
+	return errs
 }
 
 // ForgetExtensionConfigs drops extension configurations no listener

@@ -71,6 +71,7 @@ type Manager struct {
 	// stops following RDS and ECDS.
 	rdsName       string
 	rdsCancel     func()
+	rdsReload     *stats.Counter
 	clusterExists func(string) bool
 	// ECDS: the http_filters as configured, the entries with
 	// config_discovery, and the configurations they currently use (only

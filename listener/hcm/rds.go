@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +190,10 @@ func (m *Manager) watch(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d
 		return errors.New("http_filters: config_discovery needs dynamic_resources.ads_config")
 	}
 	m.rdsName = cfg.GetRds().GetRouteConfigName()
+	if m.rdsName != "" && d.Stats != nil {
+		// Envoy's http.<stat_prefix>.rds.<route_config_name>.config_reload.
+		m.rdsReload = d.Stats.Counter("http." + m.statPrefix + ".rds." + strings.ReplaceAll(m.rdsName, ":", "_") + ".config_reload")
+	}
 	var names []string
 	for _, f := range m.discovery {
 		names = append(names, f.name)
@@ -286,6 +291,9 @@ func (m *Manager) PrepareRoutes(ctx context.Context, rc *routev3.RouteConfigurat
 	return func(apply bool) {
 		if apply {
 			m.routes.swap(snap)
+			if m.rdsReload != nil {
+				m.rdsReload.Inc()
+			}
 		}
 	}, nil
 }

@@ -55,6 +55,16 @@ type ecdsState struct {
 	active   map[string]ecdsNeed
 	held     map[string]ecdsNeed
 	since    map[string]time.Time
+	// rejected is the last rejected configuration of each name: a control
+	// plane resending it after the NACK (as go-control-plane's snapshot
+	// cache does in SotW) gets the same NACK without a recompilation (a
+	// Wasm module load).
+	rejected map[string]rejectedConfig
+}
+
+type rejectedConfig struct {
+	tc  *corev3.TypedExtensionConfig
+	err error
 }
 
 func (c *Client) ecdsState() *ecdsState {
@@ -174,7 +184,11 @@ func (c *Client) ecdsListenersApplied() {
 	for _, l := range c.listeners {
 		listenerFilterConfigs(l, active)
 	}
-	c.ecdsState().active = active
+	e := c.ecdsState()
+	e.active = active
+	// Whether a configuration compiles depends on the listeners (their
+	// type_urls) and routes (per-route configs): try again after a change.
+	e.rejected = nil
 }
 
 func (c *Client) ecdsDeadlines(consider func(since time.Time, d time.Duration)) {
@@ -212,6 +226,7 @@ func (c *Client) ecdsForget(name string) {
 		return
 	}
 	delete(c.ecds.configs, name)
+	delete(c.ecds.rejected, name)
 	delete(c.ecds.answered, name)
 	delete(c.ecds.since, name)
 	if u, ok := c.dp.(ExtensionConfigUpdater); ok {
@@ -268,6 +283,10 @@ func (c *Client) applyExtensionConfigs(ctx context.Context, tcs []*corev3.TypedE
 		if old, ok := e.configs[name]; ok && same(old, tc) {
 			continue
 		}
+		if r, ok := e.rejected[name]; ok && same(r.tc, tc) {
+			errs = append(errs, r.err)
+			continue
+		}
 		up, upVersions = append(up, tc), append(upVersions, versions[i])
 	}
 	if len(up) == 0 {
@@ -276,8 +295,13 @@ func (c *Client) applyExtensionConfigs(ctx context.Context, tcs []*corev3.TypedE
 	for i, err := range u.UpdateExtensionConfigs(ctx, up, upVersions) {
 		if err != nil {
 			errs = append(errs, err)
+			if e.rejected == nil {
+				e.rejected = map[string]rejectedConfig{}
+			}
+			e.rejected[up[i].GetName()] = rejectedConfig{up[i], err}
 			continue
 		}
+		delete(e.rejected, up[i].GetName())
 		e.configs[up[i].GetName()] = up[i]
 		c.log.Debug("extension configuration applied", zap.String("extension_config", up[i].GetName()))
 	}

@@ -110,7 +110,7 @@ func testECDS(t *testing.T, apiType string) {
 	port := freePort(t)
 	ls := []*listenerv3.Listener{ecdsListener(t, "ingress", port, "my-filter", "{}")}
 	cp.setECDS("v1", clusters, ls, []*corev3.TypedExtensionConfig{wasmFilterConfig(t, "my-filter", "hello v1", wasmPath)})
-	proxyWithAdmin(t, cp.addr, apiType, "5s", freePort(t))
+	s := proxyWithAdmin(t, cp.addr, apiType, "5s", freePort(t))
 	eventually(t, port, "/", "a", "hello v1")
 
 	cp.setECDS("v2", clusters, ls, []*corev3.TypedExtensionConfig{wasmFilterConfig(t, "my-filter", "hello v2", wasmPath)})
@@ -147,6 +147,11 @@ typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router
 	eventually(t, port, "/", "a", "hello v5")
 	if apiType == "GRPC" {
 		cp.waitRequest("ECDS ACK v5", ackOf(client.TypeExtensionConfig, "v5"))
+	}
+	if ok, fail := s.Stats.Counter("extension_config_discovery.http_filter.my-filter.config_reload").Value(),
+		s.Stats.Counter("extension_config_discovery.http_filter.my-filter.config_fail").Value(); ok != 3 || fail != 2 {
+		// A bad configuration resent after its NACK is not recompiled.
+		t.Errorf("extension_config_discovery.http_filter.my-filter: config_reload %d config_fail %d, want 3 and 2", ok, fail)
 	}
 
 	// A listener whose filter has a default applied without warming

@@ -21,6 +21,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/wasmesh/wasmesh/server"
 	"github.com/wasmesh/wasmesh/xds/client"
 )
 
@@ -156,7 +157,7 @@ func testRDS(t *testing.T, apiType string) {
 	r1 := routeConfig(t, "r1", "a", "a", "")
 	cp.setRDS("v1", clusters, ls, []*routev3.RouteConfiguration{r1})
 	adminPort := freePort(t)
-	proxyWithAdmin(t, cp.addr, apiType, "1s", adminPort)
+	s := proxyWithAdmin(t, cp.addr, apiType, "1s", adminPort)
 	eventually(t, port, "/", "a", "")
 
 	// v2 adds a listener whose routes are not in the snapshot: the cache
@@ -266,6 +267,10 @@ func testRDS(t *testing.T, apiType string) {
 	if apiType == "GRPC" {
 		cp.waitRequest("RDS ACK v6", ackOf(client.TypeRoute, "v6"))
 	}
+	// v1, v3, v6 reached the connection manager.
+	if n := s.Stats.Counter("http.ingress.rds.r1.config_reload").Value(); n < 3 {
+		t.Errorf("http.ingress.rds.r1.config_reload = %d, want at least 3", n)
+	}
 
 	// /config_dump shows the route configuration with its version.
 	dump := configDump(t, adminPort)
@@ -353,7 +358,7 @@ func contains(list []string, s string) bool {
 }
 
 // proxyWithAdmin is proxyAt with an admin listener.
-func proxyWithAdmin(t testing.TB, addr, apiType, fetchTimeout string, adminPort int) any {
+func proxyWithAdmin(t testing.TB, addr, apiType, fetchTimeout string, adminPort int) *server.Server {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	cfg := fmt.Sprintf(`

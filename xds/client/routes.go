@@ -326,6 +326,9 @@ func (c *Client) applyRoutes(ctx context.Context, rcs []*routev3.RouteConfigurat
 			continue
 		}
 		c.routes[up[i].GetName()] = up[i]
+		if c.ecds != nil {
+			c.ecds.rejected = nil // see ecdsListenersApplied
+		}
 		c.log.Debug("route configuration applied", zap.String("route_config", up[i].GetName()))
 	}
 	return errors.Join(errs...)
