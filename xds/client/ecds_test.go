@@ -12,6 +12,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -200,4 +201,76 @@ func TestECDSWarming(t *testing.T) {
 func wasmFlow(greet, module string) string {
 	return fmt.Sprintf(`{"@type": %s, config: {name: my-filter, configuration: {"@type": type.googleapis.com/google.protobuf.StringValue, value: '%s'}, vm_config: {vm_id: my-filter, runtime: envoy.wasm.runtime.v8, code: {local: {filename: %s}}}}}`,
 		wasmTypeURL, greeting(greet), module)
+}
+
+// TestRDSAndECDSPerRoutePlans: one connection manager with routes over
+// RDS and its Wasm filter over ECDS; a route update that disables the
+// filter on a route (typed_per_filter_config) gets new per-route filter
+// plans, and a filter update keeps the routes.
+func TestRDSAndECDSPerRoutePlans(t *testing.T) {
+	cp := startControlPlane(t, "")
+	a := gated(t, "a")
+	clusters := []*clusterv3.Cluster{staticCluster(t, "a", a.Server)}
+	port := freePort(t)
+	l := parse(t, &listenerv3.Listener{}, fmt.Sprintf(`
+name: ingress
+address: {socket_address: {address: 127.0.0.1, port_value: %d}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: ingress
+      rds: {route_config_name: r1, config_source: {ads: {}, resource_api_version: V3}}
+      http_filters:
+      - name: my-filter
+        config_discovery:
+          config_source: {ads: {}, resource_api_version: V3}
+          type_urls: [%s]
+      - name: envoy.filters.http.router
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+`, port, wasmTypeURL))
+	routes := func(disabled bool) *routev3.RouteConfiguration {
+		extra := ""
+		if disabled {
+			extra = `typed_per_filter_config: {my-filter: {"@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}}`
+		}
+		return parse(t, &routev3.RouteConfiguration{}, fmt.Sprintf(`
+name: r1
+virtual_hosts:
+- name: all
+  domains: ["*"]
+  routes:
+  - match: {prefix: "/plain"}
+    route: {cluster: a}
+    %s
+  - match: {prefix: "/"}
+    route: {cluster: a}
+`, extra))
+	}
+	set := func(version string, rc *routev3.RouteConfiguration, greet string) {
+		res := map[resource.Type][]types.Resource{
+			resource.ClusterType: {clusters[0]}, resource.ListenerType: {l},
+			resource.RouteType: {rc}, resource.ExtensionConfigType: {wasmFilterConfig(t, "my-filter", greet, wasmPath)},
+		}
+		snap, err := cachev3.NewSnapshot(version, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("v1", routes(false), "one")
+	proxyWithAdmin(t, cp.addr, "GRPC", "5s", freePort(t))
+	eventually(t, port, "/plain", "a", "one")
+	eventually(t, port, "/", "a", "one")
+
+	set("v2", routes(true), "one")
+	eventually(t, port, "/plain", "a", "")
+	eventually(t, port, "/", "a", "one")
+
+	set("v3", routes(true), "two")
+	eventually(t, port, "/", "a", "two")
+	eventually(t, port, "/plain", "a", "")
 }
