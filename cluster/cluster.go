@@ -62,7 +62,6 @@ type Cluster struct {
 	name  string
 	log   atomic.Pointer[zap.Logger] // logger() makes it on first use
 	stats *clusterStats
-	rand  func() uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -122,9 +121,8 @@ func newCluster(m *Manager, cfg *config) (*Cluster, error) {
 		cfg:   cfg,
 		name:  cfg.name,
 		stats: newClusterStats(m.opts.Stats, cfg.statName),
-		rand:  m.opts.Rand,
 	}
-	c.cfg.lb.Rand = c.rand
+	c.cfg.lb.Rand = m.opts.Rand
 	c.ctx, c.cancel = context.WithCancel(m.ctx)
 	c.breaker0 = newBreaker(cfg.breakers[0], c.stats, false)
 	if cfg.breakers[1].trackRemaining {
@@ -161,6 +159,9 @@ func newCluster(m *Manager, cfg *config) (*Cluster, error) {
 	return c, nil
 }
 
+// rand is the manager's random source.
+func (c *Cluster) rand() uint64 { return c.m.opts.Rand() }
+
 // logger is the cluster's logger, made on first use: most clusters never
 // log, and a logger with a field costs a few hundred bytes.
 func (c *Cluster) logger() *zap.Logger {
@@ -185,7 +186,7 @@ func (c *Cluster) start(eds *assignment) {
 			Stats:      c.healthStats(),
 			HasTraffic: c.traffic.Load,
 			OnChange:   c.onHealthChange,
-			Rand:       c.rand,
+			Rand:       c.m.opts.Rand,
 		}
 		if c.outlier != nil && c.cfg.outlier.unejectOnHC {
 			opts.OnHealthyCheck = c.onHealthyCheck

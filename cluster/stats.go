@@ -86,13 +86,18 @@ type clusterStats struct {
 	slots  StatsSlots // blk, when it implements StatsSlots
 	prefix string
 
-	// Without slots: the handles, indexed as the tables.
-	ctrs []Counter
-	ggs  []Gauge
+	handles *statHandles // without slots
 
 	// codes holds the upstream_rq_<code> counters, allocated on the first
 	// response: 4.8 KB that a cluster without traffic does not pay.
 	codes atomic.Pointer[codeCounters]
+}
+
+// statHandles are the stats of the tables, by position, for a store that
+// does not hand them out by position.
+type statHandles struct {
+	c [numCounters]Counter
+	g [numGauges]Gauge
 }
 
 type codeCounters [600]atomic.Pointer[counterBox]
@@ -224,13 +229,12 @@ func newClusterStats(s Stats, statName string) *clusterStats {
 			return cs
 		}
 	}
-	cs.ctrs = make([]Counter, numCounters)
+	cs.handles = new(statHandles)
 	for i, n := range clusterCounters {
-		cs.ctrs[i] = cs.counter(n)
+		cs.handles.c[i] = cs.counter(n)
 	}
-	cs.ggs = make([]Gauge, numGauges)
 	for i, n := range clusterGauges {
-		cs.ggs[i] = cs.gauge(n)
+		cs.handles.g[i] = cs.gauge(n)
 	}
 	return cs
 }
@@ -240,7 +244,7 @@ func (cs *clusterStats) c(i int) Counter {
 	if cs.slots != nil {
 		return cs.slots.CounterAt(i)
 	}
-	return cs.ctrs[i]
+	return cs.handles.c[i]
 }
 
 // g returns the gauge at position i of clusterGauges.
@@ -248,7 +252,7 @@ func (cs *clusterStats) g(i int) Gauge {
 	if cs.slots != nil {
 		return cs.slots.GaugeAt(i)
 	}
-	return cs.ggs[i]
+	return cs.handles.g[i]
 }
 
 func (cs *clusterStats) cxTotal() Counter           { return cs.c(cCxTotal) }

@@ -154,13 +154,22 @@ func rss() (cur, peak uint64) {
 	return cur, peak
 }
 
-func settle() (rssBytes, heapBytes uint64) {
+// memState is the process's memory after a collection: RSS, the Go
+// heap's in-use spans, and the runtime's other memory (stacks, span and GC
+// metadata, profiling buckets).
+type memState struct {
+	rss, heap, runtime uint64
+	goroutines         int
+}
+
+func settle() memState {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r, _ := rss()
-	return r, ms.HeapInuse
+	return memState{rss: r, heap: ms.HeapInuse, goroutines: runtime.NumGoroutine(),
+		runtime: ms.StackInuse + ms.MSpanInuse + ms.MCacheInuse + ms.GCSys + ms.BuckHashSys + ms.OtherSys}
 }
 
 func run(cfg benchConfig) error {
@@ -235,7 +244,8 @@ func run(cfg benchConfig) error {
 	if _, err := cp.waitFor("stream", "", "", 30*time.Second); err != nil {
 		return err
 	}
-	rss0, heap0 := settle()
+	m0 := settle()
+	rss0, heap0 := m0.rss, m0.heap
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
 		if err != nil {
@@ -286,7 +296,8 @@ func run(cfg benchConfig) error {
 		return fmt.Errorf("proxy start: %w", err)
 	}
 	rssNow, _ := rss()
-	rss1, heap1 := settle()
+	m1 := settle()
+	rss1, heap1 := m1.rss, m1.heap
 	_, peak := rss()
 	fmt.Println("full push (all types at once)")
 	for _, typ := range []string{"cds", "eds", "lds"} {
@@ -298,7 +309,9 @@ func run(cfg benchConfig) error {
 		float64(ms1.TotalAlloc-ms0.TotalAlloc)/1e6, ms1.Mallocs-ms0.Mallocs)
 	fmt.Printf("  RSS per cluster           %8.1f KB   (after GC; %.1f MB → %.1f MB; %.1f MB before GC, peak %.1f MB)\n",
 		float64(rss1-rss0)/float64(cfg.clusters)/1024, mb(rss0), mb(rss1), mb(rssNow), mb(peak))
-	fmt.Printf("  Go heap per cluster       %8.1f KB   (in use, after GC)\n\n", float64(heap1-heap0)/float64(cfg.clusters)/1024)
+	fmt.Printf("  Go heap per cluster       %8.1f KB   (in use, after GC)\n", float64(heap1-heap0)/float64(cfg.clusters)/1024)
+	fmt.Printf("  Go runtime per cluster    %8.1f KB   (stacks, span and GC metadata; %d → %d goroutines)\n\n",
+		(float64(m1.runtime)-float64(m0.runtime))/float64(cfg.clusters)/1024, m0.goroutines, m1.goroutines)
 	if cfg.memProfile != "" {
 		f, err := os.Create(cfg.memProfile)
 		if err != nil {
