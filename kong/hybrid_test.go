@@ -19,6 +19,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 func freePort(t *testing.T) string {
@@ -466,5 +469,21 @@ func TestHybridDataPlaneProxyListen(t *testing.T) {
 			t.Fatalf("proxy_listen snapshots %v after the data plane left", cp.cp.proxyListens())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHybridProxyListenCannotBeServed: a data plane's proxy_listen the
+// control plane cannot translate for (ssl without any certificate) ends
+// its stream with the reason, and leaves no snapshot behind.
+func TestHybridProxyListenCannotBeServed(t *testing.T) {
+	cp, _, _, _, _ := hybrid(t, nil, nil)
+	md, _ := structpb.NewStruct(map[string]any{ProxyListenMetadata: "127.0.0.1:9443 ssl"})
+	err := cp.cp.ensure(context.Background(), streamID{id: 1000}, &corev3.Node{Id: "dp-ssl", Metadata: md})
+	if err == nil || !strings.Contains(err.Error(), `node "dp-ssl" metadata kong_proxy_listen "127.0.0.1:9443 ssl"`) ||
+		!strings.Contains(err.Error(), "no listener left") {
+		t.Fatalf("err %v", err)
+	}
+	if got := cp.cp.proxyListens(); len(got) != 0 {
+		t.Fatalf("proxy_listen snapshots %v", got)
 	}
 }
