@@ -402,21 +402,27 @@ func (c *Cluster) updateHost(h *Host, s *hostSpec) {
 	if eds != 0 {
 		h.setFlag(eds, true)
 	}
-	info := &hostInfo{hostname: s.hostname, locality: s.locality, metadata: s.metadata, hcHostname: s.hcHost, hcDisabled: s.hcOff}
+	info := hostInfo{hostname: s.hostname, locality: s.locality, metadata: s.metadata, hcHostname: s.hcHost, hcDisabled: s.hcOff}
 	switch {
 	case s.hashKey != "":
 		info.hashKey = s.hashKey
 	case c.cfg.useHostnameForHashing && s.hostname != "":
 		info.hashKey = s.hostname
-	default:
-		info.hashKey = s.address
 	}
 	if s.hcPort != 0 && s.network == "tcp" {
 		if host, _, err := net.SplitHostPort(s.address); err == nil {
 			info.hcAddr = net.JoinHostPort(host, itoa(int(s.hcPort)))
 		}
 	}
-	h.info.Store(info)
+	if info == (hostInfo{}) {
+		// A bare endpoint (an address only): the manager's shared empty
+		// info, which no one modifies.
+		h.info.Store(&c.m.noInfo)
+		return
+	}
+	p := new(hostInfo)
+	*p = info
+	h.info.Store(p)
 }
 
 func (c *Cluster) removeHostLocked(h *Host) {

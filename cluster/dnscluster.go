@@ -140,14 +140,11 @@ func (c *Cluster) updateLogicalLocked(t *dnsTarget, addrs []netip.Addr) {
 			return
 		}
 		h.addr.Store(&addr)
-		info := *h.info.Load()
-		if t.spec.hashKey == "" && !(c.cfg.useHostnameForHashing && info.hostname != "") {
-			info.hashKey = addr
-		}
 		if t.spec.hcPort != 0 {
+			info := *h.info.Load() // its hashKey, unless set, is the address: it follows
 			info.hcAddr = net.JoinHostPort(addrs[0].String(), itoa(int(t.spec.hcPort)))
+			h.info.Store(&info)
 		}
-		h.info.Store(&info)
 		c.updateHealthTargetsLocked()
 		c.rebuildLocked()
 		return

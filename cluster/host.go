@@ -70,7 +70,7 @@ type Host struct {
 // hostInfo is the part of a host an endpoint update replaces as a whole.
 type hostInfo struct {
 	hostname   string
-	hashKey    string
+	hashKey    string // "" means the address
 	locality   *corev3.Locality
 	metadata   *corev3.Metadata
 	hcAddr     string // health check address (port override), "" means addr
@@ -102,7 +102,12 @@ func (h *Host) Weight() uint32 { return h.weight.Load() }
 func (h *Host) Priority() uint32 { return h.priority.Load() }
 
 // HashKey is the key RING_HASH and MAGLEV hash for this host.
-func (h *Host) HashKey() string { return h.info.Load().hashKey }
+func (h *Host) HashKey() string {
+	if k := h.info.Load().hashKey; k != "" {
+		return k
+	}
+	return h.Address()
+}
 
 // ActiveRequests is the number of requests in flight to the host.
 func (h *Host) ActiveRequests() int64 { return h.rqActive.Load() }

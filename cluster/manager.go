@@ -83,6 +83,8 @@ type Manager struct {
 	assignments map[string]*endpointv3.ClusterLoadAssignment
 	closed      bool
 
+	noInfo hostInfo // the info of every host without any; never modified
+
 	resolverOnce sync.Once
 	resolver     Resolver
 	resolverErr  error

@@ -13,8 +13,12 @@ type roundRobin struct {
 	n        uint64
 	next     atomic.Uint64
 	schedule []uint32 // nil when all weights are equal
+	smooth   *smoothWRR
+}
 
-	// Lock-based smooth weighted round robin for very large weight sums.
+// smoothWRR is the lock-based smooth weighted round robin for very large
+// weight sums (kept apart: most balancers have equal weights).
+type smoothWRR struct {
 	mu      sync.Mutex
 	weights []int64
 	current []int64
@@ -44,20 +48,18 @@ func newRoundRobin(hosts []Host, r func() uint64) *roundRobin {
 		w[i] /= g
 		sum += w[i]
 	}
-	b.weights = make([]int64, len(w))
+	weights := make([]int64, len(w))
 	for i := range w {
-		b.weights[i] = int64(w[i])
+		weights[i] = int64(w[i])
 	}
-	b.total = int64(sum)
 	if sum <= maxSchedule {
-		b.schedule = smoothSchedule(b.weights, int(sum))
-		b.weights = nil
+		b.schedule = smoothSchedule(weights, int(sum))
 		return b
 	}
-	b.current = make([]int64, len(w))
+	b.smooth = &smoothWRR{weights: weights, current: make([]int64, len(w)), total: int64(sum)}
 	// Start somewhere random in the cycle, as the equal-weight case does.
 	for range r() % uint64(len(w)) {
-		b.smoothNext()
+		b.smooth.next()
 	}
 	return b
 }
@@ -81,15 +83,15 @@ func smoothSchedule(weights []int64, total int) []uint32 {
 	return out
 }
 
-func (b *roundRobin) smoothNext() int {
+func (s *smoothWRR) next() int {
 	best := 0
-	for i, w := range b.weights {
-		b.current[i] += w
-		if b.current[i] > b.current[best] {
+	for i, w := range s.weights {
+		s.current[i] += w
+		if s.current[i] > s.current[best] {
 			best = i
 		}
 	}
-	b.current[best] -= b.total
+	s.current[best] -= s.total
 	return best
 }
 
@@ -97,10 +99,10 @@ func (b *roundRobin) Pick(uint64, bool, uint32) int {
 	if b.schedule != nil {
 		return int(b.schedule[(b.next.Add(1)-1)%uint64(len(b.schedule))])
 	}
-	if b.weights != nil {
-		b.mu.Lock()
-		i := b.smoothNext()
-		b.mu.Unlock()
+	if s := b.smooth; s != nil {
+		s.mu.Lock()
+		i := s.next()
+		s.mu.Unlock()
 		return i
 	}
 	return int((b.next.Add(1) - 1) % b.n)
