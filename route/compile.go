@@ -336,6 +336,7 @@ func (c *compiler) routeMatch(path string, rt *Route, m *routev3.RouteMatch, t *
 		rt.runtime = &fraction{numerator: uint64(f.GetDefaultValue().GetNumerator()), denominator: denominator(f.GetDefaultValue().GetDenominator())}
 	}
 	rt.headers = c.headerMatchers(path, "headers", m.GetHeaders())
+	rt.hostKeys = hostKeys(rt.headers)
 	rt.query = c.queryMatchers(path, m.GetQueryParameters())
 	if g := m.GetGrpc(); g != nil {
 		c.only(at(path, "grpc"), g)

@@ -1,6 +1,10 @@
 package route
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/wasmesh/wasmesh/header"
+)
 
 // routeIndex narrows the routes a path can match without changing Envoy's
 // first-match order. Every route has a literal key that any path it
@@ -9,8 +13,13 @@ import "strings"
 // walking the request path down the tree collects exactly the routes whose
 // key prefixes the path, in per-node lists sorted by route position, and
 // those are then tried in position order.
+//
+// Routes with host keys (hostindex.go) live in one tree per key instead of
+// the shared one; a lookup walks the shared tree and the tree of the
+// request's host part.
 type routeIndex struct {
-	root *indexNode
+	root  *indexNode
+	hosts map[string]*indexNode
 }
 
 type indexNode struct {
@@ -24,7 +33,7 @@ const minIndexedRoutes = 16
 
 // maxIndexLists bounds the nodes a lookup collects without allocating; a
 // deeper path falls back to the linear scan.
-const maxIndexLists = 24
+const maxIndexLists = 32
 
 func routeKey(r *Route) string {
 	switch r.pathKind {
@@ -44,7 +53,21 @@ func buildIndex(routes []*Route) *routeIndex {
 	}
 	ix := &routeIndex{root: &indexNode{}}
 	for i, r := range routes {
-		ix.root.insert(routeKey(r), int32(i))
+		if len(r.hostKeys) == 0 {
+			ix.root.insert(routeKey(r), int32(i))
+			continue
+		}
+		if ix.hosts == nil {
+			ix.hosts = map[string]*indexNode{}
+		}
+		for _, k := range r.hostKeys {
+			n := ix.hosts[k]
+			if n == nil {
+				n = &indexNode{}
+				ix.hosts[k] = n
+			}
+			n.insert(routeKey(r), int32(i))
+		}
 	}
 	return ix
 }
@@ -90,10 +113,30 @@ func commonPrefix(a, b string) int {
 	return i
 }
 
-// candidates collects the route lists along p into lists; ok is false
-// when there are more than fit.
-func (ix *routeIndex) candidates(p string, lists *[maxIndexLists][]int32) (n int, ok bool) {
-	node := ix.root
+// candidates collects the route lists along p into lists, from the
+// shared tree and the tree of the request's host; ok is false when there
+// are more than fit or the host cannot be keyed (then every route is a
+// candidate).
+func (ix *routeIndex) candidates(h *header.Map, p string, lists *[maxIndexLists][]int32) (n int, ok bool) {
+	n, ok = walk(ix.root, p, lists, 0)
+	if !ok || ix.hosts == nil {
+		return n, ok
+	}
+	var buf [256]byte
+	key, present, ok := hostKey(h, buf[:])
+	if !ok {
+		return n, false
+	}
+	if !present {
+		return n, true // keyed routes need an :authority
+	}
+	if node := ix.hosts[string(key)]; node != nil {
+		return walk(node, p, lists, n)
+	}
+	return n, true
+}
+
+func walk(node *indexNode, p string, lists *[maxIndexLists][]int32, n int) (int, bool) {
 	for {
 		if len(node.routes) > 0 {
 			if n == maxIndexLists {

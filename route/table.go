@@ -113,7 +113,8 @@ type Route struct {
 	pathValue     string
 	caseSensitive bool
 	re            *regexp.Regexp
-	literalPrefix string // of re: every path re matches starts with it
+	literalPrefix string   // of re: every path re matches starts with it
+	hostKeys      []string // of its :authority matcher (hostindex.go)
 	runtime       *fraction
 	grpc          bool
 	headers       []HeaderMatcher
@@ -207,7 +208,7 @@ func (t *Table) Match(h *header.Map, info RequestInfo) Match {
 func (vh *VirtualHost) route(h *header.Map, path, just string, hasPath bool, info *RequestInfo) *Route {
 	if vh.index != nil && hasPath {
 		var lists [maxIndexLists][]int32
-		if n, ok := vh.index.candidates(just, &lists); ok {
+		if n, ok := vh.index.candidates(h, just, &lists); ok {
 			for {
 				best, from := int32(-1), -1
 				for j := 0; j < n; j++ {
