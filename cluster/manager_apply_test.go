@@ -216,3 +216,36 @@ func BenchmarkManagerReplaceOne(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkManagerUpdateEndpoints moves one EDS cluster among 10,000
+// between two pairs of endpoints (an EDS update: compile the assignment,
+// keep or make hosts, rebuild the load balancer).
+func BenchmarkManagerUpdateEndpoints(b *testing.B) {
+	m, cs := benchManager(b, 10000)
+	eds := applyStatic("c0042", 80, time.Second)
+	eds.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+	eds.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}
+	cs[42] = eds
+	for _, err := range m.Apply(context.Background(), cs, nil) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	cla := func(a, b uint32) *endpointv3.ClusterLoadAssignment {
+		out := &endpointv3.ClusterLoadAssignment{ClusterName: "c0042", Endpoints: []*endpointv3.LocalityLbEndpoints{{}}}
+		for _, p := range []uint32{a, b} {
+			out.Endpoints[0].LbEndpoints = append(out.Endpoints[0].LbEndpoints, applyStatic("x", p, time.Second).LoadAssignment.Endpoints[0].LbEndpoints[0])
+		}
+		return out
+	}
+	versions := []*endpointv3.ClusterLoadAssignment{cla(81, 82), cla(83, 84)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := m.UpdateEndpoints("c0042", versions[i%2]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
