@@ -126,9 +126,8 @@ type filterChain struct {
 	hcm *hcm.Manager
 	srv *http.Server
 	ln  *chanListener
-	// h1 serves the HTTP/1.1 connections with the manager's own codec;
-	// srv gets HTTP/2 (ALPN h2, prior knowledge). Nil for HTTP2-only
-	// managers.
+	// h1 serves the connections with the manager's own HTTP/1.1 and
+	// HTTP/2 codecs; srv (net/http) stays for the drain bookkeeping.
 	h1 *hcm.H1Server
 	// fresh counts the server's connections that have not yet sent their
 	// first request (http.StateNew): a drain lets them get it answered
@@ -583,14 +582,9 @@ func (l *Listener) compileHCM(ctx context.Context, path string, tc *anypb.Any, f
 		}
 		fc.freshMu.Unlock()
 	}
-	if m.Codec != hcm.CodecHTTP2 {
-		fc.h1 = m.NewH1Server(l.log)
-		fc.h1.ConnContext = connContext
-		fc.h1.ConnState = fc.srv.ConnState
-		if m.Codec == hcm.CodecAuto {
-			fc.h1.H2 = fc.ln.push
-		}
-	}
+	fc.h1 = m.NewH1Server(l.log)
+	fc.h1.ConnContext = connContext
+	fc.h1.ConnState = fc.srv.ConnState
 	return fc, nil
 }
 

@@ -526,9 +526,9 @@ func (l *Listener) process(c *conn, handed bool) {
 	} else {
 		c.info.SNI = c.sni
 	}
-	if fc.h1 != nil && !negotiatedH2(nc) {
-		// HTTP/1.1 (or HTTP/2 with prior knowledge, which the codec
-		// hands to fc.srv): served on this goroutine.
+	if fc.h1 != nil {
+		// HTTP/1.1 and HTTP/2: served by the manager's codecs, starting
+		// on this goroutine.
 		fc.freshMu.Lock()
 		fc.fresh[nc] = true
 		fc.freshMu.Unlock()
@@ -682,10 +682,4 @@ func (l *Listener) runListenerFilter(c *conn, f listenerFilter) error {
 		}
 	}
 	return nil
-}
-
-// negotiatedH2 reports whether TLS negotiated HTTP/2 through ALPN.
-func negotiatedH2(nc net.Conn) bool {
-	tc, ok := nc.(*tls.Conn)
-	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
 }

@@ -18,12 +18,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// H1Server serves HTTP/1.1 connections for a connection manager with the
-// manager's own codec: a request is parsed, handed to the manager and
+// H1Server serves a connection manager's connections with the manager's
+// own codecs. HTTP/1.1: a request is parsed, handed to the manager and
 // answered on the connection's goroutine, without the per-request
-// goroutines and hand-offs of net/http's server. Connections that start
-// with the HTTP/2 preface are handed to H2 when it is set (cleartext
-// HTTP/2 with prior knowledge on an AUTO codec).
+// goroutines and hand-offs of net/http's server. HTTP/2 (ALPN h2, or the
+// preface with prior knowledge when codec_type allows it): see h2conn.go.
 type H1Server struct {
 	m   *Manager
 	log *zap.Logger
@@ -31,9 +30,6 @@ type H1Server struct {
 	// ConnState and ConnContext are called like http.Server's.
 	ConnState   func(net.Conn, http.ConnState)
 	ConnContext func(context.Context, net.Conn) context.Context
-	// H2 takes over a connection that sent the HTTP/2 preface; it
-	// reports false when it could not (the connection is then closed).
-	H2 func(net.Conn) bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -45,6 +41,8 @@ type H1Server struct {
 	wg       sync.WaitGroup
 
 	dateCache atomic.Pointer[cachedDate]
+	// work hands HTTP/2 streams to idle workers.
+	work chan func()
 }
 
 type cachedDate struct {
@@ -55,7 +53,7 @@ type cachedDate struct {
 // NewH1Server returns the HTTP/1.1 server of the manager.
 func (m *Manager) NewH1Server(log *zap.Logger) *H1Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &H1Server{m: m, log: log, ctx: ctx, cancel: cancel, conns: map[*h1conn]struct{}{}}
+	return &H1Server{m: m, log: log, ctx: ctx, cancel: cancel, conns: map[*h1conn]struct{}{}, work: make(chan func())}
 }
 
 // date is the Date header value, formatted once a second.
@@ -85,7 +83,9 @@ func (s *H1Server) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		n := len(s.conns)
 		for c := range s.conns {
-			if c.idle.Load() {
+			if h2 := c.h2; h2 != nil {
+				h2.goAway()
+			} else if c.idle.Load() {
 				c.nc.Close()
 			}
 		}
@@ -151,6 +151,8 @@ type h1conn struct {
 
 	body     *h1Body
 	hijacked bool
+	// h2 is set once the connection turned out to carry HTTP/2.
+	h2 *h2conn
 }
 
 // backgroundReadDelay is how long a request runs before the connection
@@ -197,7 +199,6 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	handedOff := false
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -221,10 +222,6 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 	c.bw = bufio.NewWriterSize(nc, 4096)
 	defer func() {
 		c.stopBackgroundRead()
-		if handedOff {
-			s.setState(nc, http.StateHijacked)
-			return
-		}
 		if !c.hijacked {
 			nc.Close()
 			s.setState(nc, http.StateClosed)
@@ -237,11 +234,8 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 		if !c.waitRequest() {
 			return
 		}
-		if first && s.H2 != nil && c.hasH2Preface() {
-			handedOff = true
-			if !s.H2(&prefaceConn{Conn: nc, r: c.br}) {
-				nc.Close()
-			}
+		if first && c.speaksH2() {
+			c.serveH2()
 			return
 		}
 		first = false
@@ -280,6 +274,22 @@ func (c *h1conn) waitRequest() bool {
 
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
+// speaksH2 reports whether the connection carries HTTP/2: negotiated by
+// ALPN, the only codec allowed, or (AUTO) the client's first bytes are
+// the HTTP/2 preface.
+func (c *h1conn) speaksH2() bool {
+	if c.tlsState != nil && c.tlsState.NegotiatedProtocol == "h2" {
+		return true
+	}
+	switch c.srv.m.Codec {
+	case CodecHTTP2:
+		return true
+	case CodecHTTP1:
+		return false
+	}
+	return c.hasH2Preface()
+}
+
 func (c *h1conn) hasH2Preface() bool {
 	b, err := c.br.Peek(3)
 	if err != nil || string(b) != "PRI" {
@@ -288,23 +298,6 @@ func (c *h1conn) hasH2Preface() bool {
 	b, err = c.br.Peek(len(h2Preface))
 	return err == nil && string(b) == h2Preface
 }
-
-// prefaceConn is a connection handed to the HTTP/2 server with what the
-// HTTP/1 reader already buffered in front.
-type prefaceConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (p *prefaceConn) Read(b []byte) (int, error) {
-	if p.r != nil && p.r.Buffered() > 0 {
-		return p.r.Read(b)
-	}
-	return p.Conn.Read(b)
-}
-
-// NetConn is the connection underneath (the listener finds its facts).
-func (p *prefaceConn) NetConn() net.Conn { return p.Conn }
 
 // serveOne reads one request, serves it and reports whether the
 // connection can carry another.

@@ -59,6 +59,8 @@ func (w *h1Writer) Header() http.Header {
 	return w.header
 }
 
+func (w *h1Writer) requestFields() (*header.Map, int) { return w.reqFields, w.reqBytes }
+
 // WriteHeaderMap starts the response with the fields of h (pseudo-headers
 // skipped) and the trailer names to declare; it replaces Header and
 // WriteHeader for the connection manager.

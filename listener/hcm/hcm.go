@@ -91,6 +91,7 @@ type Manager struct {
 	via               string
 	serverName        string
 	serverValue       []string
+	h2                h2Settings
 	serverPassThrough bool
 	// Timeouts.
 	StreamIdleTimeout     time.Duration
@@ -186,6 +187,7 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 		m.serverName = "envoy"
 	}
 	m.serverValue = []string{m.serverName}
+	m.h2 = h2SettingsOf(cfg.GetHttp2ProtocolOptions())
 	switch cfg.GetCodecType() {
 	case hcmv3.HttpConnectionManager_HTTP1:
 		m.Codec = CodecHTTP1

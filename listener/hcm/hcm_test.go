@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -119,15 +118,11 @@ func newFixture(t *testing.T, hcmYAML string) *fixture {
 	return &fixture{url: "http://" + ln.Addr().String(), client: &http.Client{CheckRedirect: noRedirect}, h2c: h2c, store: store, logPath: logPath, upstream: upstream, hangEnded: hangEnded}
 }
 
-// serveBoth serves ln as the listener does: HTTP/1.1 with the manager's
-// codec, HTTP/2 (prior knowledge) handed to its net/http server.
+// serveBoth serves ln as the listener does: HTTP/1.1 and HTTP/2 (prior
+// knowledge) with the manager's codecs.
 func serveBoth(t *testing.T, m *Manager, ln net.Listener) {
 	t.Helper()
-	srv := m.NewServer(zaptest.NewLogger(t))
-	h2 := &testChanListener{addr: ln.Addr(), conns: make(chan net.Conn, 16), done: make(chan struct{})}
-	go srv.Serve(h2)
 	h1 := m.NewH1Server(zaptest.NewLogger(t))
-	h1.H2 = h2.push
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -140,42 +135,8 @@ func serveBoth(t *testing.T, m *Manager, ln net.Listener) {
 	t.Cleanup(func() {
 		ln.Close()
 		h1.Close()
-		srv.Close()
 	})
 }
-
-// testChanListener feeds connections to an http.Server.
-type testChanListener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (l *testChanListener) push(c net.Conn) bool {
-	select {
-	case l.conns <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *testChanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *testChanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *testChanListener) Addr() net.Addr { return l.addr }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 

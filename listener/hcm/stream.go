@@ -259,9 +259,10 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.fs = fs
 	var reqHeaders *header.Map
 	var size int
-	if hw, ok := w.(*h1Writer); ok && hw.reqFields != nil {
-		reqHeaders, size = hw.reqFields, hw.reqBytes
-	} else {
+	if cw, ok := w.(codecWriter); ok {
+		reqHeaders, size = cw.requestFields()
+	}
+	if reqHeaders == nil {
 		size = headerBytes(r)
 	}
 	if size > int(m.MaxRequestHeadersKB)*1024 {
@@ -686,8 +687,8 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 	}
 	s.headersSent = true
 	m := s.m
-	if hw, ok := s.w.(*h1Writer); ok {
-		s.writeMapHeaders(hw, h, trailer)
+	if cw, ok := s.w.(codecWriter); ok {
+		s.writeMapHeaders(cw, h, trailer)
 		return
 	}
 	wh := s.w.Header()
@@ -728,10 +729,18 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 	s.w.WriteHeader(status)
 }
 
-// writeMapHeaders is writeHeaders for the HTTP/1.1 codec: the header map
+// codecWriter is the response writer of the manager's own codecs
+// (HTTP/1.1 and HTTP/2): the request's header map comes ready from the
+// codec, and the response head goes out from the header map.
+type codecWriter interface {
+	requestFields() (*header.Map, int)
+	WriteHeaderMap(code int, h *header.Map, trailers []string)
+}
+
+// writeMapHeaders is writeHeaders for the manager's codecs: the header map
 // goes to the wire as it is, with the connection manager's additions
 // (server, x-request-id, via, connection) made in the map itself.
-func (s *stream) writeMapHeaders(hw *h1Writer, h *header.Map, trailer http.Header) {
+func (s *stream) writeMapHeaders(hw codecWriter, h *header.Map, trailer http.Header) {
 	m := s.m
 	status := 200
 	if v, ok := h.Get(":status"); ok {
@@ -748,7 +757,7 @@ func (s *stream) writeMapHeaders(hw *h1Writer, h *header.Map, trailer http.Heade
 	if m.via != "" {
 		h.Add("via", m.via)
 	}
-	if m.draining.Load() || m.hcFailed != nil && m.hcFailed() {
+	if s.r.ProtoMajor == 1 && (m.draining.Load() || m.hcFailed != nil && m.hcFailed()) {
 		h.Set("connection", "close")
 	}
 	var names []string
