@@ -16,21 +16,20 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// Kong's traditional_compat router orders routes, most significant first,
-// by:
+// Kong's traditional_compat router evaluates all routes in one priority
+// order, most significant first:
 //  1. priority points: one each for methods, hosts, headers and snis;
-//  2. plain hosts before wildcard hosts;
+//  2. routes without a wildcard host (plain hosts or none) before routes
+//     with any wildcard host;
 //  3. the number of headers;
 //  4. paths, each path of a route ranked on its own: regex paths first, by
 //     regex_priority (higher first), then prefix paths by length (longer
 //     first), then routes without paths.
 //
-// Envoy picks a virtual host by the Host header (exact domains, then
-// wildcards, then "*") and then the first route that matches in it. So
-// every distinct host becomes a virtual host holding, in Kong's order, the
-// routes that list that host (or a wildcard covering it) and the routes
-// without hosts; the "*" virtual host holds the routes without hosts. Each
-// virtual host ends with Kong's 404.
+// The translation keeps that single order: one virtual host "*" holds
+// every route once, sorted by it, each route carrying its hosts as an
+// :authority matcher, so Envoy's first match is Kong's. It ends with
+// Kong's 404.
 
 // entry is one path of one route (or a route without paths).
 type entry struct {
@@ -40,37 +39,15 @@ type entry struct {
 	seq   int // definition order, for stable ties
 }
 
-type hostPattern struct {
-	domain   string
-	wildcard bool
-}
-
 func isWildcard(h string) bool { return strings.HasPrefix(h, "*") || strings.HasSuffix(h, "*") }
 
-// covers reports whether route host pattern h matches every host that
-// domain d matches.
-func covers(h, d string) bool {
-	if h == d {
-		return true
-	}
-	switch {
-	case strings.HasPrefix(h, "*"):
-		suffix := h[1:]
-		return strings.HasSuffix(strings.TrimPrefix(d, "*"), suffix) && !strings.HasSuffix(d, "*")
-	case strings.HasSuffix(h, "*"):
-		prefix := h[:len(h)-1]
-		return strings.HasPrefix(strings.TrimSuffix(d, "*"), prefix) && !strings.HasPrefix(d, "*")
-	}
-	return false
-}
-
-// less orders two entries for one virtual host (domain d, "" for "*").
-func less(a, b entry, d string) bool {
+// less is Kong's priority between two entries.
+func less(a, b entry) bool {
 	pa, pb := points(a.r), points(b.r)
 	if pa != pb {
 		return pa > pb
 	}
-	wa, wb := viaWildcard(a.r, d), viaWildcard(b.r, d)
+	wa, wb := slices.ContainsFunc(a.r.Hosts, isWildcard), slices.ContainsFunc(b.r.Hosts, isWildcard)
 	if wa != wb {
 		return !wa
 	}
@@ -110,34 +87,11 @@ func points(r *Route) int {
 	return n
 }
 
-// viaWildcard reports whether r reaches virtual host d only through a
-// wildcard host.
-func viaWildcard(r *Route, d string) bool {
-	if len(r.Hosts) == 0 {
-		return false
-	}
-	for _, h := range r.Hosts {
-		if strings.ToLower(h) == d && !isWildcard(h) {
-			return false
-		}
-	}
-	return true
-}
-
 func (t *translator) routeConfig() *routev3.RouteConfiguration {
 	var entries []entry
-	var hosts []hostPattern
-	seenHost := map[string]bool{}
 	for _, r := range t.cfg.Routes {
 		if r.Service != nil && !r.Service.Enabled {
 			continue // a disabled service's routes are not routed
-		}
-		for _, h := range r.Hosts {
-			h = strings.ToLower(h)
-			if !seenHost[h] {
-				seenHost[h] = true
-				hosts = append(hosts, hostPattern{domain: h, wildcard: isWildcard(h)})
-			}
 		}
 		if len(r.Paths) == 0 {
 			entries = append(entries, entry{r: r, seq: len(entries)})
@@ -150,62 +104,71 @@ func (t *translator) routeConfig() *routev3.RouteConfiguration {
 			entries = append(entries, entry{r: r, path: re, regex: isRe, seq: len(entries)})
 		}
 	}
-	// Each entry's Envoy routes are built once and shared by the virtual
-	// hosts that hold them (the messages are never modified afterwards).
-	built := make([][]*routev3.Route, len(entries))
-	for i, e := range entries {
-		built[i] = t.routes(e)
+	sort.SliceStable(entries, func(i, j int) bool { return less(entries[i], entries[j]) })
+	vh := &routev3.VirtualHost{Name: "kong.any", Domains: []string{"*"}}
+	for _, e := range entries {
+		vh.Routes = append(vh.Routes, t.routes(e)...)
 	}
-	vhost := func(name string, domains []string, d string, in func(*Route) bool) *routev3.VirtualHost {
-		var mine []entry
-		for _, e := range entries {
-			if in(e.r) {
-				mine = append(mine, e)
-			}
-		}
-		sort.SliceStable(mine, func(i, j int) bool { return less(mine[i], mine[j], d) })
-		vh := &routev3.VirtualHost{Name: name, Domains: domains}
-		for _, e := range mine {
-			vh.Routes = append(vh.Routes, built[e.seq]...)
-		}
-		vh.Routes = append(vh.Routes, noRoute())
-		return vh
-	}
-	// Without hosts that name a port, the Host header's port never
-	// matters, as in Kong.
-	ignorePort := !slices.ContainsFunc(hosts, func(h hostPattern) bool { return strings.Contains(h.domain, ":") })
-	rc := &routev3.RouteConfiguration{
-		Name:                     RouteConfigName,
-		IgnorePortInHostMatching: ignorePort,
+	vh.Routes = append(vh.Routes, noRoute())
+	return &routev3.RouteConfiguration{
+		Name:         RouteConfigName,
+		VirtualHosts: []*routev3.VirtualHost{vh},
 		// Kong tells the upstream the client's address.
 		RequestHeadersToAdd: []*corev3.HeaderValueOption{{
 			Header:       &corev3.HeaderValue{Key: "x-real-ip", Value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}},
 	}
+}
+
+// anyPort is an optional port after a host.
+const anyPort = "(?::[0-9]+)?"
+
+// hostsMatch matches the Host (:authority) against a route's hosts as
+// Kong does: case-insensitively; a host without a port matches any port
+// (Kong compares the Host header without its port), a host with a port
+// only that port; "*.example.com" matches one or more labels before
+// ".example.com", "example.*" one or more after "example.". Plain hosts
+// without a port come first as one group, "(?i:a|b)(?::[0-9]+)?", the
+// shape the route package indexes by host.
+func hostsMatch(hosts []string) *routev3.HeaderMatcher {
+	var plain, other []string
 	for _, h := range hosts {
-		d := h.domain
-		domains := []string{d}
-		if !ignorePort && !h.wildcard && !strings.Contains(d, ":") {
-			// Kong ignores the port of the Host header when the route's
-			// host has none (wildcard hosts rely on the connection
-			// manager's strip_matching_host_port).
-			domains = append(domains, d+":*")
+		h = strings.ToLower(h)
+		name, port := h, ""
+		if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+			name, port = h[:i], h[i:]
 		}
-		rc.VirtualHosts = append(rc.VirtualHosts, vhost("kong.host."+d, domains, d, func(r *Route) bool {
-			if len(r.Hosts) == 0 {
-				return true
-			}
-			for _, rh := range r.Hosts {
-				if covers(strings.ToLower(rh), d) {
-					return true
-				}
-			}
-			return false
-		}))
+		if !isWildcard(name) && port == "" {
+			plain = append(plain, regexp.QuoteMeta(name))
+			continue
+		}
+		var re string
+		switch {
+		case strings.HasPrefix(name, "*"):
+			re = "[^:]+" + regexp.QuoteMeta(name[1:])
+		case strings.HasSuffix(name, "*"):
+			re = regexp.QuoteMeta(name[:len(name)-1]) + "[^:]+"
+		default:
+			re = regexp.QuoteMeta(name)
+		}
+		if port == "" {
+			re += anyPort
+		} else {
+			re += regexp.QuoteMeta(port)
+		}
+		other = append(other, re)
 	}
-	rc.VirtualHosts = append(rc.VirtualHosts, vhost("kong.any", []string{"*"}, "", func(r *Route) bool { return len(r.Hosts) == 0 }))
-	return rc
+	var alts []string
+	if len(plain) > 0 {
+		alts = append(alts, "(?i:"+strings.Join(plain, "|")+")"+anyPort)
+	}
+	if len(other) > 0 {
+		alts = append(alts, "(?i:"+strings.Join(other, "|")+")")
+	}
+	return headerMatch(":authority", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+		SafeRegex: re2(strings.Join(alts, "|")),
+	}})
 }
 
 // noRoute is Kong's answer when no route matches.
@@ -250,6 +213,9 @@ func (t *translator) match(e entry) *routev3.RouteMatch {
 		m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
 	}
 	r := e.r
+	if len(r.Hosts) > 0 {
+		m.Headers = append(m.Headers, hostsMatch(r.Hosts))
+	}
 	if len(r.Methods) == 1 {
 		m.Headers = append(m.Headers, headerMatch(":method", exact(r.Methods[0])))
 	} else if len(r.Methods) > 1 {
@@ -264,7 +230,7 @@ func (t *translator) match(e entry) *routev3.RouteMatch {
 		// No route matcher sees the TLS server name: the SNIs are
 		// checked against the Host (they agree for browsers and most
 		// clients), on HTTPS requests only.
-		hostRe := "(?i:" + alternatives(r.SNIs) + ")(?::[0-9]+)?"
+		hostRe := "(?i:" + alternatives(r.SNIs) + ")" + anyPort
 		m.Headers = append(m.Headers, headerMatch(":authority", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: re2(hostRe)}}),
 			headerMatch(":scheme", exact("https")))
 	}

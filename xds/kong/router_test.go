@@ -109,6 +109,45 @@ func TestKongRouterExamples(t *testing.T) {
 				"plain": {host: "api.example.com", path: "/"},
 				"wild":  {host: "www.example.com", path: "/"},
 			}},
+		{"a route with any wildcard host ranks after plain hosts", `
+- {name: mixed, hosts: [api.example.com, "*.example.org"]}
+- {name: plain, hosts: [api.example.com]}`,
+			map[string]req{
+				"plain": {host: "api.example.com", path: "/"},
+				"mixed": {host: "www.example.org", path: "/"},
+			}},
+		{"overlapping wildcard hosts", `
+- {name: prefix, hosts: ["example.*"]}
+- {name: suffix, hosts: ["*.com"], methods: [GET]}`,
+			map[string]req{
+				"suffix":  {method: "GET", host: "example.com", path: "/"},
+				"prefix":  {method: "POST", host: "example.com", path: "/"},
+				"404":     {method: "POST", host: "other.com", path: "/"},
+				"suffix/": {method: "GET", host: "other.com:81", path: "/"},
+			}},
+		{"hosts with a port", `
+- {name: port, hosts: ["example.com:8000"]}
+- {name: wild-port, hosts: ["*.example.com:8443"]}
+- {name: any-port, hosts: [other.com]}`,
+			map[string]req{
+				"port":       {host: "example.com:8000", path: "/"},
+				"404/1":      {host: "example.com:9000", path: "/"},
+				"404/2":      {host: "example.com", path: "/"},
+				"wild-port":  {host: "a.example.com:8443", path: "/"},
+				"404/3":      {host: "a.example.com:8000", path: "/"},
+				"any-port/1": {host: "other.com:9000", path: "/"},
+				"any-port/2": {host: "OTHER.com", path: "/"},
+			}},
+		{"hostless routes keep their rank among host routes", `
+- {name: host-root, hosts: [example.com], paths: [/]}
+- {name: any-long, paths: [/a/b], methods: [GET], headers: {x: ["1"]}}
+- {name: host-long, hosts: [example.com], paths: [/a/b/c]}`,
+			map[string]req{
+				"any-long":  {host: "example.com", path: "/a/b/c", headers: []string{"x", "1"}},
+				"host-long": {host: "example.com", path: "/a/b/c"},
+				"host-root": {host: "example.com", path: "/a/b"},
+				"404":       {host: "other.com", path: "/a/b"},
+			}},
 		{"headers", `
 - {name: version, headers: {version: [v1, v2]}}
 - {name: regex, headers: {x-tier: ["~*^gold-\\d+$"]}}`,
