@@ -108,7 +108,14 @@ func kongStart(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Kong started (wasmesh): proxy on %s, Admin API on %s\n", g.ProxyAddr(0), addrs(g.AdminAddrs()))
+	switch {
+	case g.ClusterAddr() != nil:
+		fmt.Fprintf(stdout, "Kong started (wasmesh, control plane): xDS on %s, Admin API on %s\n", g.ClusterAddr(), addrs(g.AdminAddrs()))
+	case s.Role == kong.RoleDataPlane:
+		fmt.Fprintf(stdout, "Kong started (wasmesh, data plane): proxy on %s\n", g.ProxyAddr(0))
+	default:
+		fmt.Fprintf(stdout, "Kong started (wasmesh): proxy on %s, Admin API on %s\n", g.ProxyAddr(0), addrs(g.AdminAddrs()))
+	}
 	select {
 	case <-ctx.Done():
 	case <-g.Done():
