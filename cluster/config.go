@@ -131,15 +131,10 @@ func u64Or(v *wrapperspb.UInt64Value, def uint64) uint64 {
 	return v.GetValue()
 }
 
-// compile turns a Cluster into a config, reporting every problem at once.
-func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
-	e := &errs{resource: resourceName(c.GetName())}
-	if err := c.ValidateAll(); err != nil {
-		// Keep going: the getters are nil-safe, and every problem is
-		// reported at once.
-		e.addValidation("", err)
-	}
-	e.only("", c,
+// The refused fields of the messages every cluster and endpoint has, worked
+// out once (errs.onlyFields); immutable.
+var (
+	clusterRefused = refusedFields(&clusterv3.Cluster{},
 		"name", "alt_stat_name", "type", "eds_cluster_config", "connect_timeout",
 		"per_connection_buffer_limit_bytes", "lb_policy", "load_assignment", "health_checks",
 		"circuit_breakers", "common_http_protocol_options", "http2_protocol_options",
@@ -152,6 +147,23 @@ func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
 		"upstream_connection_options", "close_connections_on_host_health_failure",
 		"ignore_health_on_host_removal", "track_timeout_budgets", "track_cluster_stats",
 		"http_protocol_options")
+	edsConfigRefused  = refusedFields(&clusterv3.Cluster_EdsClusterConfig{}, "eds_config", "service_name")
+	claRefused        = refusedFields(&endpointv3.ClusterLoadAssignment{}, "cluster_name", "endpoints", "policy")
+	localityRefused   = refusedFields(&endpointv3.LocalityLbEndpoints{}, "locality", "lb_endpoints", "load_balancing_weight", "priority", "metadata")
+	lbEndpointRefused = refusedFields(&endpointv3.LbEndpoint{}, "endpoint", "health_status", "metadata", "load_balancing_weight")
+	endpointRefused   = refusedFields(&endpointv3.Endpoint{}, "address", "health_check_config", "hostname")
+	socketAddrRefused = refusedFields(&corev3.SocketAddress{}, "protocol", "address", "port_value", "ipv4_compat")
+)
+
+// compile turns a Cluster into a config, reporting every problem at once.
+func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
+	e := &errs{resource: resourceName(c.GetName())}
+	if err := c.ValidateAll(); err != nil {
+		// Keep going: the getters are nil-safe, and every problem is
+		// reported at once.
+		e.addValidation("", err)
+	}
+	e.onlyFields("", c, clusterRefused)
 
 	cfg := &config{proto: c, name: c.GetName(), statName: c.GetName()}
 	if c.GetAltStatName() != "" {
@@ -181,7 +193,7 @@ func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
 		e.unsupportedValue("type", c.GetType())
 	}
 	if ec := c.GetEdsClusterConfig(); ec != nil {
-		e.only("eds_cluster_config", ec, "eds_config", "service_name")
+		e.onlyFields("eds_cluster_config", ec, edsConfigRefused)
 		if cfg.kind != discEDS {
 			e.errf("eds_cluster_config", "only valid for an EDS cluster")
 		}
@@ -672,7 +684,7 @@ func compileAssignmentPaths(e *errs, path string, cla *endpointv3.ClusterLoadAss
 	if !paths {
 		path = "" // at("", field) is field: no string is built
 	}
-	e.only(path, cla, "cluster_name", "endpoints", "policy")
+	e.onlyFields(path, cla, claRefused)
 	a := &assignment{overprovisioning: lb.DefaultOverprovisioningFactor}
 	if p := cla.GetPolicy(); p != nil {
 		e.only(at(path, "policy"), p, "overprovisioning_factor", "weighted_priority_health", "endpoint_stale_after")
@@ -695,19 +707,19 @@ func compileAssignmentPaths(e *errs, path string, cla *endpointv3.ClusterLoadAss
 		if paths {
 			lp = idx(path, "endpoints", i)
 		}
-		e.only(lp, loc, "locality", "lb_endpoints", "load_balancing_weight", "priority", "metadata")
+		e.onlyFields(lp, loc, localityRefused)
 		for j, le := range loc.GetLbEndpoints() {
 			ep := ""
 			if paths {
 				ep = idx(lp, "lb_endpoints", j)
 			}
-			e.only(ep, le, "endpoint", "health_status", "metadata", "load_balancing_weight")
+			e.onlyFields(ep, le, lbEndpointRefused)
 			end := le.GetEndpoint()
 			if end == nil {
 				e.errf(ep, "endpoint is required")
 				continue
 			}
-			e.only(at(ep, "endpoint"), end, "address", "health_check_config", "hostname")
+			e.onlyFields(at(ep, "endpoint"), end, endpointRefused)
 			s := hostSpec{
 				weight:   u32Or(le.GetLoadBalancingWeight(), 1),
 				priority: loc.GetPriority(),
@@ -761,7 +773,7 @@ func compileAddress(e *errs, path string, addr *corev3.Address, kind discovery, 
 	case addr.GetSocketAddress() != nil:
 		sa := addr.GetSocketAddress()
 		sp := at(path, "socket_address")
-		e.only(sp, sa, "protocol", "address", "port_value", "ipv4_compat")
+		e.onlyFields(sp, sa, socketAddrRefused)
 		if sa.GetProtocol() != corev3.SocketAddress_TCP {
 			e.unsupportedValue(at(sp, "protocol"), sa.GetProtocol())
 		}

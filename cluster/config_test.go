@@ -34,6 +34,35 @@ load_assignment:
 			[]string{`cluster "backend" lb_policy: value LOAD_BALANCING_POLICY_CONFIG is not supported`}},
 		{"unsupported field", base + "type: STATIC\nlb_subset_config: {fallback_policy: ANY_ENDPOINT}\n" + static,
 			[]string{`cluster "backend" lb_subset_config: field is not supported`}},
+		{"unsupported oneof member of the cluster", base + "cluster_type: {name: envoy.clusters.aggregate}\n" + static,
+			[]string{`cluster_type: field is not supported`}},
+		{"unsupported lb config of the cluster", base + "type: STATIC\nload_balancing_policy: {policies: []}\n" + static,
+			[]string{`load_balancing_policy: field is not supported`}},
+		{"endpoint by name", base + `type: STATIC
+load_assignment:
+  cluster_name: backend
+  endpoints:
+  - lb_endpoints:
+    - endpoint_name: named
+`, []string{`load_assignment.endpoints[0].lb_endpoints[0].endpoint_name: field is not supported`}},
+		{"named port and resolver", base + `type: STATIC
+load_assignment:
+  cluster_name: backend
+  endpoints:
+  - lb_endpoints:
+    - endpoint: {address: {socket_address: {address: 127.0.0.1, named_port: http, resolver_name: r}}}
+`, []string{`load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.named_port: field is not supported`,
+			`load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.resolver_name: field is not supported`}},
+		{"locality and endpoint fields", base + `type: STATIC
+load_assignment:
+  cluster_name: backend
+  named_endpoints: {a: {address: {socket_address: {address: 127.0.0.1, port_value: 80}}}}
+  endpoints:
+  - proximity: 1
+    lb_endpoints:
+    - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 80}}, additional_addresses: [{address: {socket_address: {address: 127.0.0.2, port_value: 80}}}]}
+`, []string{`load_assignment.named_endpoints: field is not supported`, `load_assignment.endpoints[0].proximity: field is not supported`,
+			`load_assignment.endpoints[0].lb_endpoints[0].endpoint.additional_addresses: field is not supported`}},
 		{"hostname in static", base + `type: STATIC
 load_assignment:
   cluster_name: backend

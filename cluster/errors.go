@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/wasmesh/wasmesh/internal/configerr"
 )
@@ -118,25 +119,60 @@ func idx(path, field string, i int) string { return configerr.Idx(path, field, i
 
 // only reports every populated field of m that is not listed in allowed as
 // unsupported, so fields added to the API later are refused rather than
-// silently ignored.
-//
-// It is configerr.Unexpected without its costs on this path (every cluster
-// and endpoint goes through it): the populated fields are found with Has on
-// the descriptor's fields instead of Range, which makes a reflect value of
-// each populated message field, and allowed stays on the stack.
+// silently ignored. The messages every cluster and endpoint has go through
+// onlyFields with their refused fields worked out once instead.
 func (c *errs) only(path string, m proto.Message, allowed ...string) {
 	if m == nil {
 		return
 	}
+	c.onlyFields(path, m, refusedFields(m, allowed...))
+}
+
+// refused is the fields of one message type that only refuses: those not
+// in an allowed list, as descriptors. Immutable.
+type refused struct {
+	fields  []protoreflect.FieldDescriptor // outside oneofs
+	oneofs  []protoreflect.OneofDescriptor // with a member not allowed
+	allowed []string                       // for the members of oneofs
+}
+
+func refusedFields(m proto.Message, allowed ...string) *refused {
+	f := &refused{allowed: allowed}
+	d := m.ProtoReflect().Descriptor()
+	fds := d.Fields()
+	for i := range fds.Len() {
+		fd := fds.Get(i)
+		if slices.Contains(allowed, string(fd.Name())) {
+			continue
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			if !slices.Contains(f.oneofs, od) {
+				f.oneofs = append(f.oneofs, od)
+			}
+			continue
+		}
+		f.fields = append(f.fields, fd)
+	}
+	return f
+}
+
+// onlyFields is only with the refused fields of m's type. Populated fields
+// are found with Has and WhichOneof on those fields alone: Range would make
+// a reflect value of every populated message field, and most fields are
+// allowed.
+func (c *errs) onlyFields(path string, m proto.Message, f *refused) {
 	r := m.ProtoReflect()
 	if !r.IsValid() {
 		return
 	}
 	var bad []string
-	fds := r.Descriptor().Fields()
-	for i := range fds.Len() {
-		fd := fds.Get(i)
-		if r.Has(fd) && !slices.Contains(allowed, string(fd.Name())) {
+	for _, fd := range f.fields {
+		if r.Has(fd) {
+			bad = append(bad, string(fd.Name()))
+		}
+	}
+	for _, od := range f.oneofs {
+		if fd := r.WhichOneof(od); fd != nil && !slices.Contains(f.allowed, string(fd.Name())) {
 			bad = append(bad, string(fd.Name()))
 		}
 	}
