@@ -131,8 +131,9 @@ func (s *Store) Block(prefix string, set *StatSet) *Block {
 func (s *Store) newBlock(prefix string, set *StatSet) *Block {
 	b := &Block{name: statName{prefix: prefix, set: set}, store: s,
 		counters: make([]Counter, len(set.counters)), gauges: make([]Gauge, len(set.gauges))}
+	b.name.blk = b
 	for i := range b.counters {
-		b.counters[i].idx, b.counters[i].n = uint32(i), &b.name
+		b.counters[i].n = &b.name
 	}
 	for i := range b.gauges {
 		b.gauges[i].idx, b.gauges[i].n, b.gauges[i].mode = uint32(i), &b.name, set.mode

@@ -461,3 +461,34 @@ func TestBlockStatsAt(t *testing.T) {
 		t.Error("CounterAt/GaugeAt allocate")
 	}
 }
+
+// A counter's used flag shares its word with the value: Value never shows
+// it, Add(0) sets it, ResetCounters keeps it; a block counter's Name is
+// found from its position.
+func TestCounterUsedFlag(t *testing.T) {
+	s := New(Options{})
+	b := s.Block("cluster.x.", s.StatSet(testCounters, testGauges, Accumulate))
+	for _, c := range []*Counter{s.Counter("plain"), b.Counter("upstream_rq_2xx"), b.Counter("upstream_rq_503")} {
+		if c.Used() || c.Value() != 0 {
+			t.Fatalf("%s: new counter used %v value %d", c.Name(), c.Used(), c.Value())
+		}
+		c.Add(0)
+		if !c.Used() || c.Value() != 0 {
+			t.Errorf("%s: Add(0): used %v value %d", c.Name(), c.Used(), c.Value())
+		}
+		c.Add(5)
+		c.Inc()
+		if c.Value() != 6 {
+			t.Errorf("%s: value %d, want 6", c.Name(), c.Value())
+		}
+		s.ResetCounters()
+		if !c.Used() || c.Value() != 0 {
+			t.Errorf("%s: after reset used %v value %d", c.Name(), c.Used(), c.Value())
+		}
+	}
+	for i, n := range testCounters {
+		if got := b.CounterAt(i).Name(); got != "cluster.x."+n {
+			t.Errorf("CounterAt(%d).Name() = %q", i, got)
+		}
+	}
+}

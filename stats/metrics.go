@@ -45,17 +45,21 @@ const (
 type statName struct {
 	prefix string
 	set    *StatSet
+	blk    *Block // the block whose name this is; nil outside blocks
 }
 
 // Counter is a monotonically increasing value. All methods are safe for
-// concurrent use, lock-free and allocation-free. A Counter is 24 bytes: the
-// value, the used flag, and a reference to its name.
+// concurrent use, lock-free and allocation-free. A Counter is 16 bytes: the
+// value with the used flag as its top bit, and a reference to its name (a
+// block's counter finds its index in the block from its address).
 type Counter struct {
-	v    atomic.Uint64
-	used atomic.Bool
-	idx  uint32    // index in n.set.counters when n.set != nil
-	n    *statName // never nil
+	v atomic.Uint64 // the value; counterUsed is the used flag
+	n *statName     // never nil
 }
+
+// counterUsed is the bit of Counter.v that says the counter was added to:
+// values stay below 2^63.
+const counterUsed = 1 << 63
 
 // newCounter returns a counter outside any block, named name (one
 // allocation for the counter and its name).
@@ -73,7 +77,19 @@ func (c *Counter) Name() string {
 	if c.n.set == nil {
 		return c.n.prefix
 	}
-	return c.n.prefix + c.n.set.counters[c.idx]
+	return c.n.prefix + c.n.set.counters[c.index()]
+}
+
+// index is the counter's position in its block's counters (a search: only
+// names need it, and a block has a few dozen).
+func (c *Counter) index() int {
+	cs := c.n.blk.counters
+	for i := range cs {
+		if &cs[i] == c {
+			return i
+		}
+	}
+	panic("stats: a block counter outside its block")
 }
 
 // Inc adds one.
@@ -81,17 +97,19 @@ func (c *Counter) Inc() { c.Add(1) }
 
 // Add adds n. Adding zero still marks the counter used, as in Envoy.
 func (c *Counter) Add(n uint64) {
-	c.v.Add(n)
-	if !c.used.Load() {
-		c.used.Store(true)
+	if c.v.Add(n)&counterUsed == 0 {
+		c.v.Or(counterUsed)
 	}
 }
 
 // Value returns the current value.
-func (c *Counter) Value() uint64 { return c.v.Load() }
+func (c *Counter) Value() uint64 { return c.v.Load() &^ counterUsed }
 
 // Used reports whether the counter was ever added to (for ?usedonly).
-func (c *Counter) Used() bool { return c.used.Load() }
+func (c *Counter) Used() bool { return c.v.Load()&counterUsed != 0 }
+
+// reset sets the value to zero and keeps the used flag.
+func (c *Counter) reset() { c.v.And(counterUsed) }
 
 // Gauge is a value that goes up and down. Like Envoy's gauges it is unsigned:
 // Sub below zero wraps around, which is a caller bug. All methods are safe for

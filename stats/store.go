@@ -168,16 +168,16 @@ func (s *Store) ResetCounters() {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, c := range s.counters {
-		c.v.Store(0)
+		c.reset()
 	}
 	for _, b := range s.blocks {
 		for i := range b.counters {
 			if !b.isHidden(i) {
-				b.counters[i].v.Store(0)
+				b.counters[i].reset()
 			}
 		}
 		for _, c := range b.extraC {
-			c.v.Store(0)
+			c.reset()
 		}
 	}
 }
