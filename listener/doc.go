@@ -7,7 +7,7 @@
 // http_inspector, original_dst), filter chains with their
 // filter_chain_match, DownstreamTlsContext (package tlsctx) and network
 // filters. A chain ending in http_connection_manager is served by
-// listener/hcm on its own http.Server, fed through a channel listener; any
+// listener/hcm's own HTTP/1.1 and HTTP/2 codecs (hcm.H1Server); any
 // other chain runs in a network.Conn session (packages network, tcpproxy,
 // directresponse, netwasm).
 //

@@ -124,15 +124,12 @@ type filterChain struct {
 	connectTimeout time.Duration
 	// HTTP connection manager chains.
 	hcm *hcm.Manager
-	srv *http.Server
-	ln  *chanListener
 	// h1 serves the connections with the manager's own HTTP/1.1 and
-	// HTTP/2 codecs; srv (net/http) stays for the drain bookkeeping.
+	// HTTP/2 codecs.
 	h1 *hcm.H1Server
-	// fresh counts the server's connections that have not yet sent their
-	// first request (http.StateNew): a drain lets them get it answered
-	// before it shuts the server down, because net/http drops a request
-	// it reads once shutting down.
+	// fresh counts the connections that have not yet sent their first
+	// request (http.StateNew): a drain lets them get it answered before
+	// it shuts the server down.
 	freshMu sync.Mutex
 	fresh   map[net.Conn]bool
 	// open holds every open connection of the server with its facts, so
@@ -213,7 +210,6 @@ type Listener struct {
 	conns    map[*conn]struct{}
 	pending  sync.WaitGroup // connections not yet handed to a chain
 	wg       sync.WaitGroup // connection goroutines
-	servers  sync.WaitGroup // HTTP servers' Serve loops
 	released bool
 }
 
@@ -564,12 +560,11 @@ func (l *Listener) compileHCM(ctx context.Context, path string, tc *anypb.Any, f
 		return nil, fmt.Errorf("%s.typed_config: %w", path, err)
 	}
 	fc.hcm = m
-	fc.ln = newChanListener(l)
-	fc.srv = m.NewServer(l.log)
-	fc.srv.ConnContext = connContext
 	fc.fresh = map[net.Conn]bool{}
 	fc.open = map[net.Conn]*hcm.ConnInfo{}
-	fc.srv.ConnState = func(c net.Conn, st http.ConnState) {
+	fc.h1 = m.NewH1Server(l.log)
+	fc.h1.ConnContext = connContext
+	fc.h1.ConnState = func(c net.Conn, st http.ConnState) {
 		fc.freshMu.Lock()
 		if st == http.StateNew {
 			fc.fresh[c] = true
@@ -582,9 +577,6 @@ func (l *Listener) compileHCM(ctx context.Context, path string, tc *anypb.Any, f
 		}
 		fc.freshMu.Unlock()
 	}
-	fc.h1 = m.NewH1Server(l.log)
-	fc.h1.ConnContext = connContext
-	fc.h1.ConnState = fc.srv.ConnState
 	return fc, nil
 }
 

@@ -88,44 +88,6 @@ func (s *socket) close() {
 	}
 }
 
-// chanListener feeds connections to an http.Server.
-type chanListener struct {
-	l    *Listener
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener(l *Listener) *chanListener {
-	return &chanListener{l: l, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (c *chanListener) Accept() (net.Conn, error) {
-	select {
-	case nc := <-c.ch:
-		return nc, nil
-	case <-c.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (c *chanListener) Close() error {
-	c.once.Do(func() { close(c.done) })
-	return nil
-}
-
-func (c *chanListener) Addr() net.Addr { return c.l.Addr() }
-
-// push hands a connection to the server; false once the server is closed.
-func (c *chanListener) push(nc net.Conn) bool {
-	select {
-	case c.ch <- nc:
-		return true
-	case <-c.done:
-		return false
-	}
-}
-
 // Addr is the bound address (the configured one when not bound).
 func (l *Listener) Addr() net.Addr {
 	l.mu.Lock()
@@ -199,19 +161,10 @@ func (l *Listener) Adopt(old *Listener) error {
 	return nil
 }
 
-// activateLocked starts the HTTP servers.
+// activateLocked marks the listener running; connections are served as
+// they are accepted.
 func (l *Listener) activateLocked() {
 	l.state = stateRunning
-	for _, fc := range l.allChains() {
-		if fc.srv == nil {
-			continue
-		}
-		l.servers.Add(1)
-		go func() {
-			defer l.servers.Done()
-			_ = fc.srv.Serve(fc.ln)
-		}()
-	}
 }
 
 func (l *Listener) allChains() []*filterChain {
@@ -268,7 +221,7 @@ func (l *Listener) Drain(ctx context.Context, drainTime time.Duration) error {
 	for dctx.Err() == nil {
 		n := 0
 		for _, fc := range l.allChains() {
-			if fc.srv != nil {
+			if fc.h1 != nil {
 				n += fc.freshConns()
 			}
 		}
@@ -286,7 +239,7 @@ func (l *Listener) Drain(ctx context.Context, drainTime time.Duration) error {
 	for dctx.Err() == nil && time.Now().Before(half) {
 		n := 0
 		for _, fc := range l.allChains() {
-			if fc.srv != nil {
+			if fc.h1 != nil {
 				n += fc.http1Conns()
 			}
 		}
@@ -300,21 +253,14 @@ func (l *Listener) Drain(ctx context.Context, drainTime time.Duration) error {
 	}
 	var wg sync.WaitGroup
 	for _, fc := range l.allChains() {
-		if fc.srv == nil {
+		if fc.h1 == nil {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = fc.srv.Shutdown(dctx)
+			_ = fc.h1.Shutdown(dctx)
 		}()
-		if fc.h1 != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = fc.h1.Shutdown(dctx)
-			}()
-		}
 	}
 	wg.Wait()
 	// TCP sessions: wait for them to end by themselves.
@@ -365,10 +311,6 @@ func (l *Listener) Stop() error {
 		l.cancel()
 	}
 	for _, fc := range l.allChains() {
-		if fc.srv != nil {
-			fc.ln.Close()
-			_ = fc.srv.Close()
-		}
 		if fc.h1 != nil {
 			_ = fc.h1.Close()
 		}
@@ -383,7 +325,6 @@ func (l *Listener) Stop() error {
 		c.Close()
 	}
 	l.wg.Wait()
-	l.servers.Wait()
 	l.release()
 	return nil
 }
@@ -534,24 +475,6 @@ func (l *Listener) process(c *conn, handed bool) {
 		fc.freshMu.Unlock()
 		done()
 		fc.h1.ServeConn(nc)
-		return
-	}
-	if fc.srv != nil {
-		// Still pending until the server has it: a drain waits for
-		// pending connections before it shuts the server down. It counts
-		// as fresh from before the hand-over, because the server reports
-		// StateNew only after its Accept returned, and a drain in that gap
-		// would shut the server down under the connection's first request.
-		fc.freshMu.Lock()
-		fc.fresh[nc] = true
-		fc.freshMu.Unlock()
-		if !fc.ln.push(nc) {
-			fc.freshMu.Lock()
-			delete(fc.fresh, nc)
-			fc.freshMu.Unlock()
-			nc.Close()
-		}
-		done()
 		return
 	}
 	done()
