@@ -55,6 +55,12 @@ func (c *Client) applyClusters(ctx context.Context, upserts []*clusterv3.Cluster
 				continue
 			}
 		}
+		if isEDS(cl) {
+			if err := c.edsSource(cl); err != nil {
+				errs = append(errs, fmt.Errorf("cluster %q: eds_cluster_config.eds_config: %w", name, err))
+				continue
+			}
+		}
 		if c.waitForSecrets(name, cl) {
 			continue
 		}
@@ -346,4 +352,35 @@ func decodeWith[T proto.Message](d *decodeCache, a *anypb.Any, typeURL string, n
 		d.put(a, t)
 	}
 	return t, err
+}
+
+// edsSource checks an EDS cluster's eds_config and sets up the stream of
+// a separate source on first use. Every EDS cluster of a data plane takes
+// its endpoints from one config source (the first one seen).
+func (c *Client) edsSource(cl *clusterv3.Cluster) error {
+	cs := cl.GetEdsClusterConfig().GetEdsConfig()
+	if cs == nil || c.cfg.Resolve == nil {
+		return nil // fed over ADS, if any
+	}
+	src, err := c.cfg.Resolve(cs)
+	if err != nil {
+		return err
+	}
+	key := "ads"
+	if src != nil {
+		key = src.key()
+	} else if c.ads == nil {
+		return errors.New("ads: needs dynamic_resources.ads_config")
+	}
+	switch c.edsKey {
+	case "":
+		c.edsKey = key
+		if src != nil && c.rctx != nil {
+			c.addChannel(TypeEndpoint, *src)
+		}
+	case key:
+	default:
+		return errors.New("a second EDS config source is not implemented: the EDS clusters of a data plane share the eds_config of the first one")
+	}
+	return nil
 }

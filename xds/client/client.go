@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -17,8 +15,6 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -76,6 +72,20 @@ type Client struct {
 	rdsSince    map[string]time.Time
 	ldsAnswered bool // an LDS response arrived (it may be held)
 	ecds        *ecdsState
+	// Transports: the ADS channel (nil without ads_config), the channel
+	// of each separately sourced type, every channel, the gRPC
+	// connections by target, the events of their goroutines.
+	ads    *channel
+	chanOf map[string]*channel
+	chans  []*channel
+	conns  map[string]*grpc.ClientConn
+	events chan event
+	rctx   context.Context
+	wg     sync.WaitGroup
+	files  map[string][]byte // path_config_source: last content by path
+	// edsKey identifies the config source of the EDS clusters ("ads" or
+	// the source's key), "" before the first.
+	edsKey string
 }
 
 // subscription is the protocol state of one resource type, kept across
@@ -113,6 +123,8 @@ func New(cfg Config, dp DataPlane) *Client {
 		routes:       map[string]*routev3.RouteConfiguration{},
 		rdsAnswered:  map[string]bool{},
 		rdsSince:     map[string]time.Time{},
+		chanOf:       map[string]*channel{},
+		conns:        map[string]*grpc.ClientConn{},
 	}
 	c.connected.Set(0)
 	c.listenersApplied()
@@ -160,67 +172,84 @@ func (c *Client) LastNACK(typeURL string) string {
 	return c.nacks[typeURL]
 }
 
-// Run connects to the control plane and keeps the stream up, reconnecting
-// with jittered exponential backoff, until ctx ends. What was applied
-// stays applied when the control plane is gone.
+// Run connects to the control plane (the ADS stream, and a stream or REST
+// poller per separately sourced type) and keeps each up, reconnecting with
+// jittered exponential backoff, until ctx ends. What was applied stays
+// applied when a control plane is gone.
 func (c *Client) Run(ctx context.Context) error {
-	if c.cfg.Target == "" && c.cfg.CDSPath != "" {
-		return c.runFiles(ctx)
-	}
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: c.cfg.KeepaliveTime, Timeout: c.cfg.KeepaliveTimeout}),
-		// A full state of the world easily exceeds gRPC's 4 MB default;
-		// Envoy sets no such limit on xDS.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
-	}
-	if c.cfg.Dial != nil {
-		opts = append(opts, grpc.WithContextDialer(c.cfg.Dial))
-	}
-	if c.cfg.Authority != "" {
-		opts = append(opts, grpc.WithAuthority(c.cfg.Authority))
-	}
-	conn, err := grpc.NewClient(c.cfg.Target, opts...)
-	if err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	defer conn.Close()
 	c.start = time.Now()
-	failures := 0
-	for {
-		var got bool
-		if c.cfg.Delta {
-			got, err = c.deltaSession(ctx, conn)
-		} else {
-			got, err = c.sotwSession(ctx, conn)
-		}
-		c.connected.Set(0)
-		if ctx.Err() != nil {
-			return nil
-		}
-		for _, sub := range c.subs {
-			sub.failure.Inc() // a connection failure, as Envoy counts it
-		}
-		if got {
-			failures = 0
-		}
-		wait := c.backoff(failures)
-		failures++
-		c.log.Warn("xds stream closed, reconnecting", zap.Error(err), zap.Duration("backoff", wait))
-		t := time.NewTimer(wait)
-		for waiting := true; waiting; {
-			dl := c.deadlineTimer()
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				stopTimer(dl)
-				return nil
-			case <-t.C:
-				waiting = false
-			case <-timerC(dl):
-				c.onDeadline(ctx)
+	rctx, cancel := context.WithCancel(ctx)
+	c.rctx = rctx
+	c.events = make(chan event)
+	defer func() {
+		cancel()
+		for _, ch := range c.chans {
+			if ch.timer != nil {
+				ch.timer.Stop()
 			}
+		}
+		c.wg.Wait()
+		for _, conn := range c.conns {
+			conn.Close()
+		}
+	}()
+	if c.cfg.Target != "" {
+		c.ads = c.addChannel("", Source{Target: c.cfg.Target, Dial: c.cfg.Dial, Authority: c.cfg.Authority,
+			Delta: c.cfg.Delta, SetNodeOnFirstMessageOnly: c.cfg.SetNodeOnFirstMessageOnly})
+	}
+	if c.cfg.CDSSource != nil {
+		c.addChannel(TypeCluster, *c.cfg.CDSSource)
+	}
+	if c.cfg.LDSSource != nil {
+		c.addChannel(TypeListener, *c.cfg.LDSSource)
+	}
+	if c.cfg.CDSPath != "" {
+		c.files = map[string][]byte{}
+		c.checkFiles(ctx)
+		t := time.NewTicker(c.cfg.FileInterval)
+		defer t.Stop()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			for {
+				select {
+				case <-rctx.Done():
+					return
+				case <-t.C:
+					c.post(rctx.Done(), event{kind: evFiles})
+				}
+			}
+		}()
+	}
+	for {
+		dl := c.deadlineTimer()
+		select {
+		case <-ctx.Done():
 			stopTimer(dl)
+			return nil
+		case ev := <-c.events:
+			c.onEvent(ctx, ev)
+		case <-timerC(dl):
+			c.onDeadline(ctx)
+		}
+		stopTimer(dl)
+		if err := c.flushHeld(); err != nil {
+			if ch := c.carrier(TypeListener); ch != nil {
+				c.closeChannel(ch, err)
+			}
+		}
+		for _, ch := range c.chans {
+			if ch.live {
+				if err := c.syncChannel(ch); err != nil {
+					c.closeChannel(ch, err)
+				}
+			}
+		}
+		for _, ch := range c.chans {
+			// A REST type that became due (LDS after CDS) polls at once.
+			if ch.src.REST && ch.restReq != nil && !ch.restStarted && !ch.polling {
+				c.poll(ch)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -49,6 +50,15 @@ type Config struct {
 	// BackoffBase and BackoffMax bound the reconnection backoff (500 ms and
 	// 30 s by default).
 	BackoffBase, BackoffMax time.Duration
+	// HasADS reports that the bootstrap configures ads_config (`ads: {}`
+	// sources need it). Configs without a Resolve treat a Target as ADS.
+	HasADS bool
+	// CDSSource and LDSSource, when set, carry the type on its own stream
+	// (or REST) instead of ADS.
+	CDSSource, LDSSource *Source
+	// Resolve reads the config source of EDS clusters' eds_config (nil:
+	// ADS). Without it every EDS cluster is fed over ADS.
+	Resolve func(*corev3.ConfigSource) (*Source, error)
 	// CDSPath and LDSPath, instead of a Target, read the resources from
 	// files (path_config_source): each holds a DiscoveryResponse in YAML or
 	// JSON, re-read when its content changes (checked every FileInterval,
@@ -108,92 +118,82 @@ func (c *Config) defaults() {
 	}
 }
 
+// Source is a separate config source (an api_config_source): its own
+// gRPC stream per resource type (GRPC, DELTA_GRPC), or REST polling.
+type Source struct {
+	// Target, Dial and Authority reach the server as for ADS (Config).
+	Target    string
+	Dial      DialFunc
+	Authority string
+	// Delta selects DELTA_GRPC.
+	Delta                     bool
+	SetNodeOnFirstMessageOnly bool
+	// REST polls POST /v3/discovery:<type> on the cluster (cluster_names)
+	// every RefreshDelay, each request bounded by RequestTimeout.
+	REST                         bool
+	RefreshDelay, RequestTimeout time.Duration
+	// Cluster is the REST cluster's name (the Host of its requests).
+	Cluster string
+}
+
+// key identifies the server and protocol of a source: two config sources
+// with the same key share a connection, each type still on its own stream.
+func (s *Source) key() string {
+	return fmt.Sprintf("%s|%s|%s|%t|%t", s.Target, s.Authority, s.Cluster, s.Delta, s.REST)
+}
+
 // FromBootstrap reads the bootstrap's dynamic_resources. Every field that
 // is not implemented is an error naming it.
 func FromBootstrap(dr *bootstrapv3.Bootstrap_DynamicResources, node *corev3.Node, dial ClusterDialer) (Config, error) {
 	var errs fieldErrors
-	cfg := Config{Node: node}
+	cfg := Config{Node: node, Resolve: func(cs *corev3.ConfigSource) (*Source, error) {
+		return resolveSource(cs, dial)
+	}}
 	const base = "dynamic_resources"
 	errs.only(base, dr, "ads_config", "lds_config", "cds_config")
 	ads := dr.GetAdsConfig()
 	files := dr.GetCdsConfig().GetPathConfigSource() != nil && dr.GetLdsConfig().GetPathConfigSource() != nil
-	if ads == nil && !files {
-		errs.add(base+".ads_config", "required unless cds_config and lds_config are both path_config_source")
-	} else if ads != nil {
+	if ads != nil {
 		p := base + ".ads_config"
-		errs.only(p, ads, "api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only")
-		switch ads.GetApiType() {
-		case corev3.ApiConfigSource_GRPC:
-		case corev3.ApiConfigSource_DELTA_GRPC:
-			cfg.Delta = true
-		default:
-			errs.add(p+".api_type", fmt.Sprintf("%s is not implemented (GRPC and DELTA_GRPC are)", ads.GetApiType()))
+		src := parseAPISource(&errs, p, ads, dial, false)
+		if src != nil {
+			cfg.Target, cfg.Dial, cfg.Authority = src.Target, src.Dial, src.Authority
+			cfg.Delta, cfg.SetNodeOnFirstMessageOnly = src.Delta, src.SetNodeOnFirstMessageOnly
 		}
-		checkAPIVersion(&errs, p+".transport_api_version", ads.GetTransportApiVersion())
-		cfg.SetNodeOnFirstMessageOnly = ads.GetSetNodeOnFirstMessageOnly()
-		if len(ads.GetGrpcServices()) != 1 {
-			errs.add(p+".grpc_services", fmt.Sprintf("exactly one gRPC service is required, got %d", len(ads.GetGrpcServices())))
-		} else {
-			gs := ads.GetGrpcServices()[0]
-			gp := p + ".grpc_services[0]"
-			errs.only(gp, gs, "envoy_grpc", "google_grpc", "timeout")
-			switch {
-			case gs.GetEnvoyGrpc() != nil:
-				eg := gs.GetEnvoyGrpc()
-				errs.only(gp+".envoy_grpc", eg, "cluster_name", "authority")
-				cfg.Target = "passthrough:///" + eg.GetClusterName()
-				cfg.Authority = eg.GetAuthority()
-				if cfg.Authority == "" {
-					cfg.Authority = eg.GetClusterName()
-				}
-				if dial == nil {
-					errs.add(gp+".envoy_grpc.cluster_name", "no cluster dialer")
-				} else if d, err := dial(eg.GetClusterName()); err != nil {
-					errs.add(gp+".envoy_grpc.cluster_name", err.Error())
-				} else {
-					cfg.Dial = d
-				}
-			case gs.GetGoogleGrpc() != nil:
-				gg := gs.GetGoogleGrpc()
-				errs.only(gp+".google_grpc", gg, "target_uri", "stat_prefix")
-				if gg.GetTargetUri() == "" {
-					errs.add(gp+".google_grpc.target_uri", "required")
-				}
-				cfg.Target = gg.GetTargetUri()
-			default:
-				errs.add(gp, "envoy_grpc or google_grpc is required")
-			}
-		}
+		cfg.HasADS = true
 	}
 	for _, cs := range []struct {
 		field string
 		src   *corev3.ConfigSource
 		to    *time.Duration
 		path  *string
-	}{{"lds_config", dr.GetLdsConfig(), &cfg.LDSInitialFetchTimeout, &cfg.LDSPath}, {"cds_config", dr.GetCdsConfig(), &cfg.CDSInitialFetchTimeout, &cfg.CDSPath}} {
+		sep   **Source
+	}{{"lds_config", dr.GetLdsConfig(), &cfg.LDSInitialFetchTimeout, &cfg.LDSPath, &cfg.LDSSource}, {"cds_config", dr.GetCdsConfig(), &cfg.CDSInitialFetchTimeout, &cfg.CDSPath, &cfg.CDSSource}} {
 		p := base + "." + cs.field
 		if cs.src == nil {
-			errs.add(p, "required (as `ads: {}`)")
+			errs.add(p, "required")
 			continue
 		}
-		errs.only(p, cs.src, "ads", "path_config_source", "initial_fetch_timeout", "resource_api_version")
+		errs.only(p, cs.src, "ads", "api_config_source", "path_config_source", "initial_fetch_timeout", "resource_api_version")
 		switch {
 		case cs.src.GetAds() != nil:
 			if ads == nil {
 				errs.add(p+".ads", "needs dynamic_resources.ads_config")
 			}
+		case cs.src.GetApiConfigSource() != nil:
+			*cs.sep = parseAPISource(&errs, p+".api_config_source", cs.src.GetApiConfigSource(), dial, true)
 		case cs.src.GetPathConfigSource() != nil:
 			pc := cs.src.GetPathConfigSource()
 			errs.only(p+".path_config_source", pc, "path")
-			if ads != nil {
-				errs.add(p+".path_config_source", "mixing path_config_source with ADS is not implemented")
+			if !files {
+				errs.add(p+".path_config_source", "mixing path_config_source with other config sources is not implemented (both cds_config and lds_config must be files)")
 			}
 			if pc.GetPath() == "" {
 				errs.add(p+".path_config_source.path", "required")
 			}
 			*cs.path = pc.GetPath()
 		default:
-			errs.add(p, "only `ads: {}` and path_config_source are implemented")
+			errs.add(p, "one of ads, api_config_source and path_config_source is required")
 		}
 		checkAPIVersion(&errs, p+".resource_api_version", cs.src.GetResourceApiVersion())
 		if t := cs.src.GetInitialFetchTimeout(); t != nil {
@@ -204,10 +204,134 @@ func FromBootstrap(dr *bootstrapv3.Bootstrap_DynamicResources, node *corev3.Node
 			}
 		}
 	}
+	if files && ads != nil {
+		errs.add(base+".ads_config", "mixing path_config_source with ADS is not implemented")
+	}
 	if len(errs) > 0 {
 		return Config{}, errs
 	}
 	return cfg, nil
+}
+
+// resolveSource reads the config source of a resource named by another
+// (eds_config, sds_config): nil for `ads: {}`.
+func resolveSource(cs *corev3.ConfigSource, dial ClusterDialer) (*Source, error) {
+	var errs fieldErrors
+	errs.only("", cs, "ads", "api_config_source", "initial_fetch_timeout", "resource_api_version")
+	var src *Source
+	switch {
+	case cs.GetAds() != nil:
+	case cs.GetApiConfigSource() != nil:
+		src = parseAPISource(&errs, "api_config_source", cs.GetApiConfigSource(), dial, true)
+	default:
+		errs.add("ads", "ads or api_config_source is required")
+	}
+	checkAPIVersion(&errs, "resource_api_version", cs.GetResourceApiVersion())
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return src, nil
+}
+
+// parseAPISource reads an api_config_source (ADS's when separate is
+// false: GRPC and DELTA_GRPC only).
+func parseAPISource(errs *fieldErrors, p string, a *corev3.ApiConfigSource, dial ClusterDialer, separate bool) *Source {
+	src := &Source{}
+	allowed := []string{"api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"}
+	if separate {
+		allowed = append(allowed, "cluster_names", "refresh_delay", "request_timeout")
+	}
+	errs.only(p, a, allowed...)
+	n := len(*errs)
+	switch a.GetApiType() {
+	case corev3.ApiConfigSource_GRPC:
+	case corev3.ApiConfigSource_DELTA_GRPC:
+		src.Delta = true
+	case corev3.ApiConfigSource_REST:
+		if !separate {
+			errs.add(p+".api_type", "REST is not implemented for ADS (GRPC and DELTA_GRPC are)")
+		} else {
+			src.REST = true
+		}
+	default:
+		errs.add(p+".api_type", fmt.Sprintf("%s is not implemented (GRPC, DELTA_GRPC and REST are)", a.GetApiType()))
+	}
+	checkAPIVersion(errs, p+".transport_api_version", a.GetTransportApiVersion())
+	src.SetNodeOnFirstMessageOnly = a.GetSetNodeOnFirstMessageOnly()
+	if src.REST {
+		if len(a.GetGrpcServices()) > 0 {
+			errs.add(p+".grpc_services", "not used with REST (cluster_names is)")
+		}
+		if len(a.GetClusterNames()) != 1 {
+			errs.add(p+".cluster_names", fmt.Sprintf("exactly one cluster is required for REST, got %d", len(a.GetClusterNames())))
+		} else {
+			name := a.GetClusterNames()[0]
+			src.Cluster = name
+			src.Target = "http://" + name
+			if dial == nil {
+				errs.add(p+".cluster_names[0]", "no cluster dialer")
+			} else if d, err := dial(name); err != nil {
+				errs.add(p+".cluster_names[0]", err.Error())
+			} else {
+				src.Dial = d
+			}
+		}
+		if a.GetRefreshDelay() == nil {
+			errs.add(p+".refresh_delay", "required for REST")
+		} else if src.RefreshDelay = a.GetRefreshDelay().AsDuration(); src.RefreshDelay <= 0 {
+			errs.add(p+".refresh_delay", "must be positive")
+		}
+		src.RequestTimeout = time.Second // Envoy's default
+		if t := a.GetRequestTimeout(); t != nil {
+			if src.RequestTimeout = t.AsDuration(); src.RequestTimeout <= 0 {
+				errs.add(p+".request_timeout", "must be positive")
+			}
+		}
+	} else {
+		if len(a.GetClusterNames()) > 0 {
+			errs.add(p+".cluster_names", "only used with REST (gRPC sources use grpc_services)")
+		}
+		if a.GetRefreshDelay() != nil || a.GetRequestTimeout() != nil {
+			errs.add(p+".refresh_delay", "only used with REST")
+		}
+		if len(a.GetGrpcServices()) != 1 {
+			errs.add(p+".grpc_services", fmt.Sprintf("exactly one gRPC service is required, got %d", len(a.GetGrpcServices())))
+		} else {
+			gs := a.GetGrpcServices()[0]
+			gp := p + ".grpc_services[0]"
+			errs.only(gp, gs, "envoy_grpc", "google_grpc", "timeout")
+			switch {
+			case gs.GetEnvoyGrpc() != nil:
+				eg := gs.GetEnvoyGrpc()
+				errs.only(gp+".envoy_grpc", eg, "cluster_name", "authority")
+				src.Target = "passthrough:///" + eg.GetClusterName()
+				src.Authority = eg.GetAuthority()
+				if src.Authority == "" {
+					src.Authority = eg.GetClusterName()
+				}
+				if dial == nil {
+					errs.add(gp+".envoy_grpc.cluster_name", "no cluster dialer")
+				} else if d, err := dial(eg.GetClusterName()); err != nil {
+					errs.add(gp+".envoy_grpc.cluster_name", err.Error())
+				} else {
+					src.Dial = d
+				}
+			case gs.GetGoogleGrpc() != nil:
+				gg := gs.GetGoogleGrpc()
+				errs.only(gp+".google_grpc", gg, "target_uri", "stat_prefix")
+				if gg.GetTargetUri() == "" {
+					errs.add(gp+".google_grpc.target_uri", "required")
+				}
+				src.Target = gg.GetTargetUri()
+			default:
+				errs.add(gp, "envoy_grpc or google_grpc is required")
+			}
+		}
+	}
+	if len(*errs) > n {
+		return nil
+	}
+	return src
 }
 
 func checkAPIVersion(errs *fieldErrors, path string, v corev3.ApiVersion) {
@@ -228,7 +352,11 @@ func (e *fieldErrors) only(path string, m proto.Message, allowed ...string) {
 	}
 	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 		if !slices.Contains(allowed, string(fd.Name())) {
-			e.add(path+"."+string(fd.Name()), "not implemented by wasmesh")
+			name := string(fd.Name())
+			if path != "" {
+				name = path + "." + name
+			}
+			e.add(name, "not implemented by wasmesh")
 		}
 		return true
 	})

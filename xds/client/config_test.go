@@ -62,9 +62,37 @@ lds_resources_locator: "xdstp://x/y"`,
 				"dynamic_resources.ads_config.rate_limit_settings: not implemented",
 				"dynamic_resources.ads_config.api_type: REST is not implemented",
 				"dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: unknown cluster",
-				"dynamic_resources.cds_config.path_config_source: mixing path_config_source with ADS is not implemented",
-				"dynamic_resources.lds_config: only `ads: {}` and path_config_source are implemented",
-				"dynamic_resources.lds_config.api_config_source: not implemented",
+				"dynamic_resources.cds_config.path_config_source: mixing path_config_source with other config sources is not implemented",
+				"dynamic_resources.lds_config.api_config_source.grpc_services: exactly one gRPC service is required, got 0",
+			},
+		},
+		{
+			name: "separate sources",
+			yaml: `
+cds_config: {api_config_source: {api_type: DELTA_GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}], set_node_on_first_message_only: true}, initial_fetch_timeout: 2s}
+lds_config: {api_config_source: {api_type: REST, cluster_names: [xds], refresh_delay: 0.5s, request_timeout: 3s}}`,
+			check: func(t *testing.T, c client.Config) {
+				cds, lds := c.CDSSource, c.LDSSource
+				if c.Target != "" || c.HasADS || cds == nil || lds == nil || c.Resolve == nil || c.CDSInitialFetchTimeout != 2*time.Second {
+					t.Fatalf("config: %+v", c)
+				}
+				if !cds.Delta || cds.Target != "passthrough:///xds" || cds.Dial == nil || !cds.SetNodeOnFirstMessageOnly || cds.REST {
+					t.Errorf("cds source: %+v", cds)
+				}
+				if !lds.REST || lds.Cluster != "xds" || lds.Dial == nil || lds.RefreshDelay != 500*time.Millisecond || lds.RequestTimeout != 3*time.Second {
+					t.Errorf("lds source: %+v", lds)
+				}
+			},
+		},
+		{
+			name: "bad separate sources",
+			yaml: `
+cds_config: {api_config_source: {api_type: REST, cluster_names: [xds]}}
+lds_config: {api_config_source: {api_type: GRPC, cluster_names: [xds], grpc_services: [{google_grpc: {target_uri: "x:1"}}], refresh_delay: 1s}}`,
+			errs: []string{
+				"dynamic_resources.cds_config.api_config_source.refresh_delay: required for REST",
+				"dynamic_resources.lds_config.api_config_source.cluster_names: only used with REST",
+				"dynamic_resources.lds_config.api_config_source.refresh_delay: only used with REST",
 			},
 		},
 		{
@@ -83,12 +111,12 @@ lds_config: {path_config_source: {path: /etc/lds.yaml}}`,
 			yaml: `
 cds_config: {ads: {}}
 lds_config: {path_config_source: {path: /etc/lds.yaml}}`,
-			errs: []string{"dynamic_resources.ads_config: required unless", "dynamic_resources.cds_config.ads: needs dynamic_resources.ads_config"},
+			errs: []string{"dynamic_resources.lds_config.path_config_source: mixing path_config_source with other config sources", "dynamic_resources.cds_config.ads: needs dynamic_resources.ads_config"},
 		},
 		{
 			name: "missing",
 			yaml: `{}`,
-			errs: []string{"dynamic_resources.ads_config: required", "dynamic_resources.lds_config: required", "dynamic_resources.cds_config: required"},
+			errs: []string{"dynamic_resources.lds_config: required", "dynamic_resources.cds_config: required"},
 		},
 	}
 	for _, tt := range tests {

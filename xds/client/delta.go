@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -16,20 +15,20 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 )
 
-// deltaStream is one DeltaAggregatedResources stream.
+// deltaStream is one incremental stream: ADS or a type's own.
 type deltaStream struct {
 	c        *Client
-	stream   discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	ch       *channel
+	stream   deltaClient
 	sentNode bool
 	sent     map[string][]string // names subscribed per type on this stream
 }
 
 func (s *deltaStream) send(req *discoveryv3.DeltaDiscoveryRequest) error {
-	if !s.sentNode || !s.c.cfg.SetNodeOnFirstMessageOnly {
+	if !s.sentNode || !s.ch.src.SetNodeOnFirstMessageOnly {
 		req.Node = s.c.cfg.Node
 		s.sentNode = true
 	}
@@ -56,6 +55,9 @@ func (s *deltaStream) sync() error {
 		{TypeSecret, c.sdsNames(), true},
 	}
 	for _, w := range want {
+		if c.carrier(w.url) != s.ch {
+			continue
+		}
 		sub := c.subs[w.url]
 		sent, ok := s.sent[w.url]
 		if !w.due || (ok && slices.Equal(sent, w.names)) {
@@ -97,34 +99,12 @@ func (s *deltaStream) sync() error {
 	return nil
 }
 
-// deltaSession runs one incremental stream until it breaks or ctx ends.
-func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (bool, error) {
-	sctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(sctx)
-	if err != nil {
-		return false, fmt.Errorf("xds: %w", err)
-	}
-	s := &deltaStream{c: c, stream: stream, sent: map[string][]string{}}
-	c.held, c.rdsHeld = nil, nil // their stream is gone; the control plane resends
-	if err := s.sync(); err != nil {
-		return false, err
-	}
-	c.connected.Set(1)
-	c.log.Info("xds stream established", zap.String("target", c.cfg.Target), zap.Bool("delta", true))
-	return serveStream(ctx, sctx, c, &wg, stream.Recv, func(resp *discoveryv3.DeltaDiscoveryResponse) error {
-		return c.handleDelta(ctx, s, resp)
-	}, s.sync)
-}
-
 // handleDelta applies one incremental response and ACKs or NACKs it.
 func (c *Client) handleDelta(ctx context.Context, s *deltaStream, resp *discoveryv3.DeltaDiscoveryResponse) error {
 	sub, ok := c.subs[resp.GetTypeUrl()]
 	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}
-	if !ok {
-		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: fmt.Sprintf("unsubscribed resource type %q", resp.GetTypeUrl())}
+	if !ok || c.carrier(resp.GetTypeUrl()) != s.ch {
+		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: fmt.Sprintf("unsubscribed resource type %q on this stream", resp.GetTypeUrl())}
 		return s.send(req)
 	}
 	sub.attempt.Inc()

@@ -13,43 +13,28 @@ import (
 	"github.com/wasmesh/wasmesh/xds/bootstrap"
 )
 
-// runFiles serves path_config_source: CDS and LDS from files holding a
+// checkFiles serves path_config_source: CDS and LDS from files holding a
 // DiscoveryResponse, re-applied whenever their content changes. A file
 // that cannot be read or parsed keeps the last accepted version.
-func (c *Client) runFiles(ctx context.Context) error {
-	c.start = time.Now()
-	last := map[string][]byte{}
-	tick := time.NewTicker(c.cfg.FileInterval)
-	defer tick.Stop()
-	for {
-		for _, f := range []struct{ path, typeURL string }{{c.cfg.CDSPath, TypeCluster}, {c.cfg.LDSPath, TypeListener}} {
-			if f.typeURL == TypeListener && !c.cdsInit {
-				continue
-			}
-			data, err := os.ReadFile(f.path)
-			if err != nil {
-				if last[f.path] == nil {
-					c.log.Warn("xds file not readable", zap.String("path", f.path), zap.Error(err))
-					last[f.path] = []byte{} // log once until it appears
-				}
-				continue
-			}
-			if last[f.path] != nil && bytes.Equal(data, last[f.path]) {
-				continue
-			}
-			last[f.path] = data
-			c.applyFile(ctx, f.path, f.typeURL, data)
+func (c *Client) checkFiles(ctx context.Context) {
+	last := c.files
+	for _, f := range []struct{ path, typeURL string }{{c.cfg.CDSPath, TypeCluster}, {c.cfg.LDSPath, TypeListener}} {
+		if f.typeURL == TypeListener && !c.cdsInit {
+			continue
 		}
-		dl := c.deadlineTimer()
-		select {
-		case <-ctx.Done():
-			stopTimer(dl)
-			return nil
-		case <-tick.C:
-		case <-timerC(dl):
-			c.onDeadline(ctx)
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			if last[f.path] == nil {
+				c.log.Warn("xds file not readable", zap.String("path", f.path), zap.Error(err))
+				last[f.path] = []byte{} // log once until it appears
+			}
+			continue
 		}
-		stopTimer(dl)
+		if last[f.path] != nil && bytes.Equal(data, last[f.path]) {
+			continue
+		}
+		last[f.path] = data
+		c.applyFile(ctx, f.path, f.typeURL, data)
 	}
 }
 

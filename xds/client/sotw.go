@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -16,20 +15,20 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 )
 
-// sotwStream is one StreamAggregatedResources stream.
+// sotwStream is one SotW stream: ADS, a type's own, or a REST poller.
 type sotwStream struct {
 	c        *Client
-	stream   discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	ch       *channel
+	stream   sotwClient
 	sentNode bool
 	sent     map[string][]string // names last requested per type; absent: not subscribed
 }
 
 func (s *sotwStream) send(req *discoveryv3.DiscoveryRequest) error {
-	if !s.sentNode || !s.c.cfg.SetNodeOnFirstMessageOnly {
+	if !s.sentNode || !s.ch.src.SetNodeOnFirstMessageOnly {
 		req.Node = s.c.cfg.Node
 		s.sentNode = true
 	}
@@ -56,6 +55,9 @@ func (s *sotwStream) sync() error {
 		{TypeSecret, c.sdsNames(), true},
 	}
 	for _, w := range want {
+		if c.carrier(w.url) != s.ch {
+			continue
+		}
 		sub := c.subs[w.url]
 		sent, ok := s.sent[w.url]
 		if !w.due || (ok && slices.Equal(sent, w.names)) {
@@ -87,102 +89,13 @@ func (s *sotwStream) sync() error {
 	return nil
 }
 
-type recvResult[T any] struct {
-	resp T
-	err  error
-}
-
-// sotwSession runs one stream until it breaks or ctx ends; it reports
-// whether a response arrived.
-func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (bool, error) {
-	sctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
-	if err != nil {
-		return false, fmt.Errorf("xds: %w", err)
-	}
-	s := &sotwStream{c: c, stream: stream, sent: map[string][]string{}}
-	// A new stream starts without a nonce: the control plane treats the
-	// version as what the data plane already has.
-	for _, sub := range c.subs {
-		sub.nonce = ""
-	}
-	c.held, c.rdsHeld = nil, nil // their stream is gone; the control plane resends
-	if err := s.sync(); err != nil {
-		return false, err
-	}
-	c.connected.Set(1)
-	c.log.Info("xds stream established", zap.String("target", c.cfg.Target), zap.Bool("delta", false))
-	return serveStream(ctx, sctx, c, &wg, stream.Recv, func(resp *discoveryv3.DiscoveryResponse) error {
-		return c.handleSotW(ctx, s, resp)
-	}, s.sync)
-}
-
-// serveStream runs an established ADS stream, SotW or delta: a goroutine
-// receives responses; each is handled (or held while warming), the held
-// ones are flushed and the subscriptions synced after every event, and the
-// initial-fetch deadlines fire. It reports whether any response arrived.
-func serveStream[R interface{ GetTypeUrl() string }](ctx, sctx context.Context, c *Client, wg *sync.WaitGroup,
-	recvFn func() (R, error), handleFn func(R) error, sync func() error) (bool, error) {
-	recv := make(chan recvResult[R], 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			r, err := recvFn()
-			select {
-			case recv <- recvResult[R]{r, err}:
-			case <-sctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	got := false
-	for {
-		dl := c.deadlineTimer()
-		select {
-		case <-ctx.Done():
-			stopTimer(dl)
-			return got, ctx.Err()
-		case r := <-recv:
-			stopTimer(dl)
-			if r.err != nil {
-				return got, fmt.Errorf("xds: receive: %w", r.err)
-			}
-			got = true
-			resp := r.resp
-			c.noteListenerRoutes(resp)
-			c.noteListenerSecrets(resp)
-			handle := func() error { return handleFn(resp) }
-			if !c.hold(resp.GetTypeUrl(), handle) {
-				if err := handle(); err != nil {
-					return got, err
-				}
-			}
-		case <-timerC(dl):
-			c.onDeadline(ctx)
-		}
-		if err := c.flushHeld(); err != nil {
-			return got, err
-		}
-		if err := sync(); err != nil {
-			return got, err
-		}
-	}
-}
-
 // handleSotW applies one response and ACKs or NACKs it.
 func (c *Client) handleSotW(ctx context.Context, s *sotwStream, resp *discoveryv3.DiscoveryResponse) error {
 	sub, ok := c.subs[resp.GetTypeUrl()]
-	if !ok {
+	if !ok || c.carrier(resp.GetTypeUrl()) != s.ch {
 		return s.send(&discoveryv3.DiscoveryRequest{
 			TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce(),
-			ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: fmt.Sprintf("unsubscribed resource type %q", resp.GetTypeUrl())},
+			ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: fmt.Sprintf("unsubscribed resource type %q on this stream", resp.GetTypeUrl())},
 		})
 	}
 	sub.attempt.Inc()

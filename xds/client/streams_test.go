@@ -1,0 +1,411 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+
+	"github.com/wasmesh/wasmesh/server"
+	"github.com/wasmesh/wasmesh/xds/client"
+)
+
+// fullPlane is go-control-plane's server with every discovery service
+// (ADS and the per-type ones, SotW and delta) on gRPC and its REST
+// gateway on HTTP, both on 127.0.0.1, over a non-ADS snapshot cache. It
+// records each request with the stream ("" for ADS, else the type URL of
+// the per-type service; "rest" for REST) it came on.
+type fullPlane struct {
+	t              testing.TB
+	cache          cachev3.SnapshotCache
+	addr, httpAddr string
+
+	mu      sync.Mutex
+	streams map[int64]string
+	reqs    []streamReq
+	grpc    *grpc.Server
+	done    chan struct{}
+	httpSrv *http.Server
+	httpLn  net.Listener
+}
+
+const restID = int64(-1 << 62)
+
+type streamReq struct {
+	stream string
+	request
+}
+
+func startFullPlane(t testing.TB, addr string) *fullPlane {
+	t.Helper()
+	cp := &fullPlane{t: t, cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil), streams: map[int64]string{}}
+	cp.serve(addr)
+	t.Cleanup(cp.stop)
+	return cp
+}
+
+func (cp *fullPlane) serve(addr string) {
+	cp.t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	cp.addr = ln.Addr().String()
+	// SotW and delta streams are numbered apart: delta ids are negated.
+	open := func(_ context.Context, id int64, typ string) error {
+		cp.mu.Lock()
+		cp.streams[id] = typ
+		cp.mu.Unlock()
+		return nil
+	}
+	cb := serverv3.CallbackFuncs{
+		StreamOpenFunc: open,
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, typ string) error {
+			return open(ctx, -id-1, typ)
+		},
+		StreamRequestFunc: func(id int64, r *discoveryv3.DiscoveryRequest) error {
+			cp.record(id, request{typeURL: r.GetTypeUrl(), version: r.GetVersionInfo(), nonce: r.GetResponseNonce(),
+				errDetail: r.GetErrorDetail().GetMessage(), names: r.GetResourceNames(), hasNode: r.GetNode() != nil})
+			return nil
+		},
+		StreamDeltaRequestFunc: func(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+			cp.record(-id-1, request{typeURL: r.GetTypeUrl(), nonce: r.GetResponseNonce(), errDetail: r.GetErrorDetail().GetMessage(),
+				subscribe: r.GetResourceNamesSubscribe(), unsubscribe: r.GetResourceNamesUnsubscribe(),
+				initial: r.GetInitialResourceVersions(), hasNode: r.GetNode() != nil})
+			return nil
+		},
+		FetchRequestFunc: func(_ context.Context, r *discoveryv3.DiscoveryRequest) error {
+			cp.record(restID, request{typeURL: r.GetTypeUrl(), version: r.GetVersionInfo(), errDetail: r.GetErrorDetail().GetMessage(),
+				names: r.GetResourceNames(), hasNode: r.GetNode() != nil})
+			return nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := serverv3.NewServer(ctx, cp.cache, cb)
+	g := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, srv)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, srv)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, srv)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, srv)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cancel()
+		_ = g.Serve(ln)
+	}()
+
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if cp.httpAddr != "" {
+		for i := 0; i < 50; i++ {
+			if hl, err = net.Listen("tcp", cp.httpAddr); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	cp.httpAddr = hl.Addr().String()
+	gw := &serverv3.HTTPGateway{Server: srv}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, code, err := gw.ServeHTTP(r)
+		if err != nil {
+			http.Error(w, err.Error(), code)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		w.Write(b)
+	})}
+	go hs.Serve(hl)
+
+	cp.mu.Lock()
+	cp.grpc, cp.done, cp.httpSrv = g, done, hs
+	cp.mu.Unlock()
+}
+
+func (cp *fullPlane) stop() {
+	cp.mu.Lock()
+	g, done, hs := cp.grpc, cp.done, cp.httpSrv
+	cp.grpc, cp.httpSrv = nil, nil
+	cp.mu.Unlock()
+	if g != nil {
+		g.Stop()
+		<-done
+	}
+	if hs != nil {
+		hs.Close()
+	}
+}
+
+func (cp *fullPlane) restart() {
+	cp.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	cp.serve(cp.addr)
+}
+
+func (cp *fullPlane) record(id int64, r request) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	stream := "rest"
+	if id != restID {
+		stream = cp.streams[id]
+	}
+	cp.reqs = append(cp.reqs, streamReq{stream, r})
+}
+
+func (cp *fullPlane) requests() []streamReq {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return append([]streamReq(nil), cp.reqs...)
+}
+
+func (cp *fullPlane) waitRequest(what string, f func(streamReq) bool) streamReq {
+	cp.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, r := range cp.requests() {
+			if f(r) {
+				return r
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cp.t.Fatalf("no %s; requests: %+v", what, cp.requests())
+	return streamReq{}
+}
+
+func (cp *fullPlane) set(version string, clusters []*clusterv3.Cluster, clas []*endpointv3.ClusterLoadAssignment, ls []*listenerv3.Listener) {
+	cp.t.Helper()
+	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}}
+	for _, c := range clusters {
+		res[resource.ClusterType] = append(res[resource.ClusterType], c)
+	}
+	for _, c := range clas {
+		res[resource.EndpointType] = append(res[resource.EndpointType], c)
+	}
+	for _, l := range ls {
+		res[resource.ListenerType] = append(res[resource.ListenerType], l)
+	}
+	snap, err := cachev3.NewSnapshot(version, res)
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+		cp.t.Fatal(err)
+	}
+}
+
+// sourceCluster is an EDS cluster whose eds_config is the given source.
+func sourceCluster(t testing.TB, name, edsConfig string) *clusterv3.Cluster {
+	return parse(t, &clusterv3.Cluster{}, fmt.Sprintf(`
+name: %s
+type: EDS
+connect_timeout: 1s
+eds_cluster_config: {eds_config: %s}
+`, name, edsConfig))
+}
+
+// sourcedProxy starts a proxy whose xds cluster is the control plane's
+// gRPC address and xds_rest its REST gateway; ads is the ads_config YAML
+// (or ""), cds and lds the config sources.
+func sourcedProxy(t testing.TB, cp *fullPlane, ads, cds, lds string) *server.Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(cp.addr)
+	hhost, hport, _ := net.SplitHostPort(cp.httpAddr)
+	if ads != "" {
+		ads = "\n  ads_config: " + ads
+	}
+	return startProxy(t, fmt.Sprintf(`
+node: {id: %s, cluster: test}
+dynamic_resources:%s
+  cds_config: %s
+  lds_config: %s
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
+  - name: xds_rest
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: xds_rest
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
+`, nodeID, ads, cds, lds, host, port, hhost, hport))
+}
+
+func grpcSource(apiType, service string) string {
+	return fmt.Sprintf(`{api_config_source: {api_type: %s, transport_api_version: V3, set_node_on_first_message_only: true, grpc_services: [%s]}, resource_api_version: V3, initial_fetch_timeout: 10s}`, apiType, service)
+}
+
+const restSource = `{api_config_source: {api_type: REST, transport_api_version: V3, cluster_names: [xds_rest], refresh_delay: 0.05s, request_timeout: 2s}, resource_api_version: V3, initial_fetch_timeout: 10s}`
+
+func ackOn(stream, typeURL, version string) func(streamReq) bool {
+	return func(r streamReq) bool {
+		return r.stream == stream && r.typeURL == typeURL && r.version == version && r.errDetail == "" && (r.nonce != "" || stream == "rest")
+	}
+}
+
+func deltaAckOn(stream, typeURL string) func(streamReq) bool {
+	return func(r streamReq) bool {
+		return r.stream == stream && r.typeURL == typeURL && r.errDetail == "" && r.nonce != ""
+	}
+}
+
+// TestSeparateStreams: no ADS; CDS, LDS and EDS each on their own stream
+// of the per-type services (envoy_grpc through a static cluster for CDS
+// and EDS, google_grpc for LDS), SotW and delta: traffic flows, every
+// request comes on its type's stream, a bad cluster is NACKed on the CDS
+// stream while the old version serves, the control plane killed and
+// restarted with a new version is followed.
+func TestSeparateStreams(t *testing.T) {
+	for _, apiType := range []string{"GRPC", "DELTA_GRPC"} {
+		t.Run(apiType, func(t *testing.T) {
+			cp := startFullPlane(t, "")
+			up1, up2 := upstream(t, "one"), upstream(t, "two")
+			port := freePort(t)
+			envoyGRPC := grpcSource(apiType, `{envoy_grpc: {cluster_name: xds}}`)
+			googleGRPC := grpcSource(apiType, fmt.Sprintf(`{google_grpc: {target_uri: "%s", stat_prefix: lds}}`, cp.addr))
+			clusters := []*clusterv3.Cluster{sourceCluster(t, "backend", envoyGRPC), sourceCluster(t, "backend2", envoyGRPC)}
+			clas := []*endpointv3.ClusterLoadAssignment{assignment(t, "backend", up1), assignment(t, "backend2", up2)}
+			cp.set("v1", clusters, clas, []*listenerv3.Listener{ingress(t, port, "backend", greeting("hello v1"), "")})
+			s := sourcedProxy(t, cp, "", envoyGRPC, googleGRPC)
+			eventually(t, port, "/", "one", "hello v1")
+
+			for _, r := range cp.requests() {
+				if r.stream != r.typeURL {
+					t.Errorf("request of %s on stream %q, want its own stream", r.typeURL, r.stream)
+				}
+			}
+			ack := func(typeURL, version string) func(streamReq) bool {
+				if apiType == "DELTA_GRPC" {
+					return deltaAckOn(typeURL, typeURL)
+				}
+				return ackOn(typeURL, typeURL, version)
+			}
+			for _, typeURL := range []string{client.TypeCluster, client.TypeEndpoint, client.TypeListener} {
+				cp.waitRequest(typeURL+" ACK", ack(typeURL, "v1"))
+			}
+			if got := s.Stats.Gauge("control_plane.connected_state", 1).Value(); got != 1 {
+				t.Errorf("control_plane.connected_state = %d, want 1", got)
+			}
+
+			// A bad cluster is NACKed on the CDS stream; traffic goes on.
+			weird := parse(t, &clusterv3.Cluster{}, `
+name: weird
+connect_timeout: 1s
+cluster_type: {name: envoy.clusters.no_such_type}
+`)
+			cp.set("v2", append(append([]*clusterv3.Cluster(nil), clusters...), weird), clas, []*listenerv3.Listener{ingress(t, port, "backend", greeting("hello v1"), "")})
+			nack := cp.waitRequest("CDS NACK", func(r streamReq) bool {
+				return r.stream == client.TypeCluster && r.typeURL == client.TypeCluster && strings.Contains(r.errDetail, `cluster "weird"`)
+			})
+			if apiType == "GRPC" && nack.version != "v1" {
+				t.Errorf("NACK version_info %q, want v1", nack.version)
+			}
+			eventually(t, port, "/", "one", "hello v1")
+			if got := s.Stats.Counter("cluster_manager.cds.update_rejected").Value(); got < 1 {
+				t.Errorf("cluster_manager.cds.update_rejected = %d", got)
+			}
+
+			// Control plane gone: the last configuration serves.
+			cp.stop()
+			for i := 0; i < 20; i++ {
+				if code, body, _, err := get(port, "/"); err != nil || code != 200 || body != "one" {
+					t.Fatalf("with the control plane down: %d %q %v", code, body, err)
+				}
+			}
+			// Back with a new version: the streams reconnect and converge.
+			cp.restart()
+			cp.set("v3", clusters, clas, []*listenerv3.Listener{ingress(t, port, "backend2", greeting("hello v3"), "")})
+			eventually(t, port, "/", "two", "hello v3")
+		})
+	}
+}
+
+// TestMixedADSAndEDSStream: CDS and LDS over ADS, EDS on its own delta
+// stream of the same server: endpoints arrive on EDS's stream, the
+// others on ADS, and an endpoint change reaches traffic.
+func TestMixedADSAndEDSStream(t *testing.T) {
+	cp := startFullPlane(t, "")
+	up1, up2 := upstream(t, "one"), upstream(t, "two")
+	port := freePort(t)
+	eds := grpcSource("DELTA_GRPC", `{envoy_grpc: {cluster_name: xds}}`)
+	clusters := []*clusterv3.Cluster{sourceCluster(t, "backend", eds)}
+	cp.set("v1", clusters, []*endpointv3.ClusterLoadAssignment{assignment(t, "backend", up1)}, []*listenerv3.Listener{ingress(t, port, "backend", greeting("hi"), "")})
+	sourcedProxy(t, cp, `{api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}`,
+		`{ads: {}, resource_api_version: V3}`, `{ads: {}, resource_api_version: V3}`)
+	eventually(t, port, "/", "one", "hi")
+	cp.waitRequest("CDS ACK on ADS", ackOn("", client.TypeCluster, "v1"))
+	cp.waitRequest("LDS ACK on ADS", ackOn("", client.TypeListener, "v1"))
+	cp.waitRequest("EDS ACK on its stream", deltaAckOn(client.TypeEndpoint, client.TypeEndpoint))
+	for _, r := range cp.requests() {
+		if (r.typeURL == client.TypeEndpoint) != (r.stream == client.TypeEndpoint) {
+			t.Errorf("request of %s on stream %q", r.typeURL, r.stream)
+		}
+	}
+	cp.set("v2", clusters, []*endpointv3.ClusterLoadAssignment{assignment(t, "backend", up2)}, []*listenerv3.Listener{ingress(t, port, "backend", greeting("hi"), "")})
+	eventually(t, port, "/", "two", "hi")
+}
+
+// TestSecondEDSSourceRejected: a cluster naming an EDS config source
+// other than the one the EDS clusters use is NACKed naming the field.
+func TestSecondEDSSourceRejected(t *testing.T) {
+	cp := startFullPlane(t, "")
+	up1 := upstream(t, "one")
+	port := freePort(t)
+	eds := grpcSource("GRPC", `{envoy_grpc: {cluster_name: xds}}`)
+	other := grpcSource("DELTA_GRPC", `{envoy_grpc: {cluster_name: xds}}`)
+	clusters := []*clusterv3.Cluster{sourceCluster(t, "backend", eds)}
+	clas := []*endpointv3.ClusterLoadAssignment{assignment(t, "backend", up1)}
+	ls := []*listenerv3.Listener{ingress(t, port, "backend", greeting("hi"), "")}
+	cp.set("v1", clusters, clas, ls)
+	ads := `{api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}`
+	sourcedProxy(t, cp, ads, `{ads: {}}`, `{ads: {}}`)
+	eventually(t, port, "/", "one", "hi")
+	cp.set("v2", append(clusters, sourceCluster(t, "other", other)), clas, ls)
+	nack := cp.waitRequest("CDS NACK", func(r streamReq) bool { return r.typeURL == client.TypeCluster && r.errDetail != "" })
+	if !strings.Contains(nack.errDetail, `cluster "other": eds_cluster_config.eds_config: a second EDS config source`) {
+		t.Errorf("NACK detail: %s", nack.errDetail)
+	}
+	eventually(t, port, "/", "one", "hi")
+}
