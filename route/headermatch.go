@@ -35,6 +35,7 @@ type HeaderMatcher struct {
 	sm                  stringMatcher
 	invert              bool
 	treatMissingAsEmpty bool
+	hosts               *hostSet // an :authority regex checked without the regex
 }
 
 func (c *errs) headerMatchers(path, field string, in []*routev3.HeaderMatcher) []HeaderMatcher {
@@ -78,6 +79,14 @@ func (c *errs) headerMatcher(path string, m *routev3.HeaderMatcher) HeaderMatche
 		// No specifier: the header must be present (Envoy's default).
 		h.kind, h.present = hdrPresent, true
 	}
+	if h.name == authorityName {
+		switch {
+		case h.kind == hdrRegex:
+			h.hosts = newHostSet(h.re)
+		case h.kind == hdrString && h.sm.kind == strRegex:
+			h.hosts = newHostSet(h.sm.re)
+		}
+	}
 	return h
 }
 
@@ -118,6 +127,11 @@ func (m *HeaderMatcher) Matches(h *header.Map) bool {
 			return m.kind == hdrPresent && m.present
 		}
 		return m.kind == hdrPresent && !m.present
+	}
+	if m.hosts != nil && isASCII(v) {
+		if match, ok := m.hosts.match(v); ok {
+			return match != m.invert
+		}
 	}
 	var match bool
 	switch m.kind {

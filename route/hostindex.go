@@ -1,6 +1,7 @@
 package route
 
 import (
+	"regexp"
 	"regexp/syntax"
 	"strings"
 	"unicode/utf8"
@@ -87,7 +88,7 @@ func isASCII(s string) bool {
 }
 
 // regexKeys derives keys from a compiled full-match regex ("^(?:p)$").
-func regexKeys(re interface{ String() string }) ([]string, bool) {
+func regexKeys(re *regexp.Regexp) ([]string, bool) {
 	if re == nil {
 		return nil, false
 	}
@@ -271,4 +272,140 @@ func hostKey(h *header.Map, buf []byte) (key []byte, present, ok bool) {
 		buf[i] = lowerASCII(v[i])
 	}
 	return buf[:len(v)], true, true
+}
+
+// hostSet is an :authority regex proven equivalent, for ASCII values, to
+// "the lower-cased host part is one of keys, followed by nothing or (port)
+// by ':' and one or more digits": the shape of Kong's host matchers,
+// checked without running the regex.
+type hostSet struct {
+	keys map[string]struct{}
+	port bool // an optional ":<digits>" may follow
+}
+
+// newHostSet recognizes the shape in a compiled full-match regex.
+func newHostSet(re *regexp.Regexp) *hostSet {
+	if re == nil {
+		return nil
+	}
+	r, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	r = r.Simplify()
+	if r.Op != syntax.OpConcat || len(r.Sub) < 3 || r.Sub[0].Op != syntax.OpBeginText || r.Sub[len(r.Sub)-1].Op != syntax.OpEndText {
+		return nil
+	}
+	subs := r.Sub[1 : len(r.Sub)-1]
+	hs := &hostSet{}
+	if last := subs[len(subs)-1]; isOptionalPort(last) {
+		hs.port = true
+		subs = subs[:len(subs)-1]
+	}
+	host := &syntax.Regexp{Op: syntax.OpConcat, Sub: subs}
+	if !foldsASCII(host) {
+		return nil
+	}
+	ss, ok := finite(host)
+	if !ok || len(ss) == 0 {
+		return nil
+	}
+	hs.keys = make(map[string]struct{}, len(ss))
+	for _, s := range ss {
+		if strings.IndexByte(s, ':') >= 0 {
+			return nil
+		}
+		hs.keys[s] = struct{}{}
+	}
+	return hs
+}
+
+// isOptionalPort reports whether r is exactly (?::[0-9]+)?.
+func isOptionalPort(r *syntax.Regexp) bool {
+	if r.Op != syntax.OpQuest {
+		return false
+	}
+	c := r.Sub[0]
+	for c.Op == syntax.OpCapture {
+		c = c.Sub[0]
+	}
+	if c.Op != syntax.OpConcat || len(c.Sub) != 2 {
+		return false
+	}
+	colon, digits := c.Sub[0], c.Sub[1]
+	return colon.Op == syntax.OpLiteral && len(colon.Rune) == 1 && colon.Rune[0] == ':' &&
+		digits.Op == syntax.OpPlus && digits.Sub[0].Op == syntax.OpCharClass &&
+		len(digits.Sub[0].Rune) == 2 && digits.Sub[0].Rune[0] == '0' && digits.Sub[0].Rune[1] == '9'
+}
+
+// foldsASCII reports whether r is built only from literals, small classes,
+// concatenation, alternation, optional parts and groups, with every ASCII
+// letter matched in both cases: for ASCII input it matches a string iff it
+// matches its lower-cased form.
+func foldsASCII(r *syntax.Regexp) bool {
+	switch r.Op {
+	case syntax.OpEmptyMatch:
+		return true
+	case syntax.OpLiteral:
+		if r.Flags&syntax.FoldCase != 0 {
+			return true
+		}
+		for _, c := range r.Rune {
+			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+				return false
+			}
+		}
+		return true
+	case syntax.OpCharClass:
+		in := func(c rune) bool {
+			for i := 0; i+1 < len(r.Rune); i += 2 {
+				if r.Rune[i] <= c && c <= r.Rune[i+1] {
+					return true
+				}
+			}
+			return false
+		}
+		for c := 'a'; c <= 'z'; c++ {
+			if in(c) != in(c-'a'+'A') {
+				return false
+			}
+		}
+		return true
+	case syntax.OpCapture, syntax.OpQuest, syntax.OpConcat, syntax.OpAlternate:
+		for _, s := range r.Sub {
+			if !foldsASCII(s) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// match decides for an ASCII value; decided is false when the value is
+// too long for the stack buffer (the caller runs the regex).
+func (hs *hostSet) match(v string) (match, decided bool) {
+	host, rest := v, ""
+	if i := strings.IndexByte(v, ':'); i >= 0 {
+		host, rest = v[:i], v[i:]
+	}
+	if rest != "" {
+		if !hs.port || len(rest) < 2 {
+			return false, true
+		}
+		for i := 1; i < len(rest); i++ {
+			if rest[i] < '0' || rest[i] > '9' {
+				return false, true
+			}
+		}
+	}
+	var buf [256]byte
+	if len(host) > len(buf) {
+		return false, false
+	}
+	for i := 0; i < len(host); i++ {
+		buf[i] = lowerASCII(host[i])
+	}
+	_, ok := hs.keys[string(buf[:len(host)])]
+	return ok, true
 }

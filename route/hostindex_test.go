@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -130,5 +131,47 @@ func FuzzHostIndex(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed uint64, host, path string) {
 		rng := rand.New(rand.NewPCG(seed, seed>>1))
 		checkHostIndex(t, randomHostTable(t, rng, minIndexedRoutes+int(seed%40)), host, path)
+	})
+}
+
+var hostSetPatterns = []string{
+	`(?i:a\.com|b\.com)(?::[0-9]+)?`, `(?i:h[0-2]\.com)`, `(?i:[a-c]x)(?::[0-9]+)?`, `(?i:a\.com)(?::[0-9]+)?|(?i:b\.com:80)`,
+	`a\.com(?::[0-9]+)?`, `[aB]\.com`, `(?i:k)`, `(?i:s\.com)(:[0-9]+)?`, `(?i:a(?:\.b)?\.com)(?::[0-9]+)?`,
+}
+
+var hostSetValues = []string{"a.com", "A.COM", "a.com:80", "a.com:", "a.com:8x", "a.com:80:1", "b.com", "B.com:0", "h1.com", "H2.COM",
+	"h3.com", "ax", "CX:9", "dx", "K", "k", "\u212a", "s.com", "\u017f.com", "a.b.com", "A.B.Com:1", "", ":80", "a.com,b.com"}
+
+func TestHostSetMatchesRegex(t *testing.T) {
+	recognized := 0
+	for _, p := range hostSetPatterns {
+		hm := regexAuthority(p)
+		var c errs
+		m := c.headerMatchers("", "headers", []*routev3.HeaderMatcher{hm})[0]
+		if m.hosts != nil {
+			recognized++
+		}
+		re := regexp.MustCompile("^(?:" + p + ")$")
+		for _, v := range hostSetValues {
+			if got, want := m.Matches(req(v, "/")), re.MatchString(v); got != want {
+				t.Errorf("%s on %q: %v, regex %v (host set %v)", p, v, got, want, m.hosts != nil)
+			}
+		}
+	}
+	if recognized < 6 {
+		t.Errorf("only %d patterns recognized", recognized)
+	}
+}
+
+func FuzzHostSet(f *testing.F) {
+	f.Add(uint8(0), "A.com:80")
+	f.Add(uint8(6), "\u212a")
+	f.Fuzz(func(t *testing.T, i uint8, v string) {
+		p := hostSetPatterns[int(i)%len(hostSetPatterns)]
+		var c errs
+		m := c.headerMatchers("", "headers", []*routev3.HeaderMatcher{regexAuthority(p)})[0]
+		if got, want := m.Matches(req(v, "/")), regexp.MustCompile("^(?:"+p+")$").MatchString(v); got != want {
+			t.Errorf("%s on %q: %v, regex %v", p, v, got, want)
+		}
 	})
 }

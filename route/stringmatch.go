@@ -9,8 +9,8 @@ import (
 )
 
 // regexes caches one compilation's regular expressions: the same pattern
-// appears in many routes (a Kong configuration repeats every route without
-// hosts in each host's virtual host), and a *regexp.Regexp is safe for
+// appears in many routes (every route of a Kong host carries the same
+// :authority regex), and a *regexp.Regexp is safe for
 // concurrent use, so each distinct pattern is compiled once.
 type regexes map[string]regexResult
 
