@@ -239,7 +239,7 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 		}
 		for _, ch := range c.chans {
-			if ch.live {
+			if ch.live || ch.src.REST { // a REST request is kept for the next poll
 				if err := c.syncChannel(ch); err != nil {
 					c.closeChannel(ch, err)
 				}
