@@ -5,6 +5,9 @@
 // configurations (RDS, by the names the listeners' connection managers
 // give in rds.route_config_name).
 //
+// CDS, LDS and EDS may instead come from separate config sources, each on
+// its own stream or REST poller (see Config sources below).
+//
 // The client owns the protocol: subscriptions, ACK with version_info and
 // response_nonce, NACK with error_detail naming the resource and the field
 // while the previous version keeps serving, SotW removal of clusters and
@@ -34,17 +37,21 @@
 //     default refuse pings more frequent than 5 minutes.
 //   - Backoff: base 500 ms, maximum 30 s, full jitter; reset once a
 //     response arrives on a new stream.
-//   - Config sources: ADS (lds_config/cds_config as `ads: {}`), or
+//   - Config sources (channels.go): ADS (`ads: {}`), a separate
+//     api_config_source for cds_config, lds_config and EDS clusters'
+//     eds_config (GRPC or DELTA_GRPC on the type's own service, one
+//     stream per type; or REST polling every refresh_delay), or
 //     path_config_source for both CDS and LDS (a file holding a
 //     DiscoveryResponse, re-read when its content changes, checked every
-//     second; replace it atomically). Separate api_config_source streams,
-//     REST, and mixing files with ADS are rejected naming the field. EDS
-//     clusters are fed over ADS only (their eds_config is not read); in
-//     file mode they start without hosts after initial_fetch_timeout.
+//     second; replace it atomically). Every stream, poller and the file
+//     check feed one event loop owning all state, so the handling is the
+//     same whatever the transport; each stream backs off and reconnects on
+//     its own. The EDS clusters of a data plane share one config source
+//     (a cluster naming another is rejected, naming
+//     eds_cluster_config.eds_config). RDS, SDS and ECDS are over ADS only.
 //     Resource types: Cluster, ClusterLoadAssignment, Listener,
-//     RouteConfiguration, Secret and TypedExtensionConfig (over ADS only);
-//     RTDS is not implemented, and other type URLs in a response are
-//     NACKed.
+//     RouteConfiguration, Secret and TypedExtensionConfig; RTDS is not
+//     implemented, and other type URLs in a response are NACKed.
 //   - ECDS (ecds.go): HTTP filters with config_discovery are subscribed
 //     by their names; an LDS response is held until each such filter's
 //     TypedExtensionConfig arrives (or is rejected, or its
