@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"regexp"
 
 	"google.golang.org/protobuf/proto"
 
@@ -22,6 +23,9 @@ type errs struct {
 	resource string
 	list     []error
 	regexes  regexes
+	// authority caches the analysis of :authority regexes (hostindex.go)
+	// by compiled regex, itself shared by pattern.
+	authority map[*regexp.Regexp]authorityInfo
 }
 
 func (c *errs) add(path string, err error) {

@@ -36,6 +36,7 @@ type HeaderMatcher struct {
 	invert              bool
 	treatMissingAsEmpty bool
 	hosts               *hostSet // an :authority regex checked without the regex
+	keys                []string // host index keys (hostindex.go), nil if none
 }
 
 func (c *errs) headerMatchers(path, field string, in []*routev3.HeaderMatcher) []HeaderMatcher {
@@ -80,12 +81,7 @@ func (c *errs) headerMatcher(path string, m *routev3.HeaderMatcher) HeaderMatche
 		h.kind, h.present = hdrPresent, true
 	}
 	if h.name == authorityName {
-		switch {
-		case h.kind == hdrRegex:
-			h.hosts = newHostSet(h.re)
-		case h.kind == hdrString && h.sm.kind == strRegex:
-			h.hosts = newHostSet(h.sm.re)
-		}
+		c.analyzeAuthority(&h)
 	}
 	return h
 }

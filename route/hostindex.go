@@ -31,37 +31,55 @@ const authorityName = ":authority"
 // a route, nil when there is none.
 func hostKeys(ms []HeaderMatcher) []string {
 	for i := range ms {
-		if ms[i].name != authorityName {
-			continue
-		}
-		if keys, ok := ms[i].hostKeys(); ok && len(keys) > 0 {
-			return keys
+		if ms[i].name == authorityName && len(ms[i].keys) > 0 {
+			return ms[i].keys
 		}
 	}
 	return nil
 }
 
-func (m *HeaderMatcher) hostKeys() ([]string, bool) {
+// authorityInfo is what an :authority regex allows: index keys, and the
+// set check when the regex has that shape.
+type authorityInfo struct {
+	keys []string
+	set  *hostSet
+}
+
+// analyzeAuthority sets the index keys and the set check of an
+// :authority matcher.
+func (c *errs) analyzeAuthority(m *HeaderMatcher) {
+	var re *regexp.Regexp
+	switch {
+	case m.kind == hdrRegex:
+		re = m.re
+	case m.kind == hdrString && m.sm.kind == strRegex:
+		re = m.sm.re
+	}
+	if re != nil {
+		info, ok := c.authority[re]
+		if !ok {
+			info.keys, _ = regexKeys(re)
+			info.set = newHostSet(re)
+			if c.authority == nil {
+				c.authority = map[*regexp.Regexp]authorityInfo{}
+			}
+			c.authority[re] = info
+		}
+		m.hosts = info.set
+		if !m.invert && !m.treatMissingAsEmpty {
+			m.keys = info.keys
+		}
+		return
+	}
 	if m.invert || m.treatMissingAsEmpty {
-		return nil, false
+		return
 	}
-	switch m.kind {
-	case hdrExact:
-		if m.value == "" { // matches any value
-			return nil, false
-		}
-		return literalKeys(m.value)
-	case hdrRegex:
-		return regexKeys(m.re)
-	case hdrString:
-		switch m.sm.kind {
-		case strExact:
-			return literalKeys(m.sm.value) // ignore_case folds ASCII only
-		case strRegex:
-			return regexKeys(m.sm.re)
-		}
+	switch {
+	case m.kind == hdrExact && m.value != "": // "" matches any value
+		m.keys, _ = literalKeys(m.value)
+	case m.kind == hdrString && m.sm.kind == strExact:
+		m.keys, _ = literalKeys(m.sm.value) // ignore_case folds ASCII only
 	}
-	return nil, false
 }
 
 func literalKeys(v string) ([]string, bool) {
