@@ -66,11 +66,12 @@ func (s *Store) StatSet(counters, gauges []string, mode ImportMode) *StatSet {
 }
 
 // Block is the stats of one StatSet under one prefix ("cluster.backend."),
-// kept together: one slice of counters and one of gauges, 24 bytes each,
-// with no name string, map entry or object per stat. Stats of the prefix
-// that are not in the set (upstream_rq_503, health_check.attempt, ...) are
-// kept in the block too when they are first asked for, so removing the
-// prefix (Store.Remove) costs the block's stats, not the store's.
+// kept together: one slice of counters (16 bytes each) and one of gauges
+// (24 bytes each), with no name string, map entry or object per stat.
+// Stats of the prefix that are not in the set (upstream_rq_503,
+// health_check.attempt, ...) are kept in the block too when they are first
+// asked for, so removing the prefix (Store.Remove) costs the block's stats,
+// not the store's.
 //
 // Handles from a block behave as every other: Store.Counter with the full
 // name gives the same *Counter, and the admin output lists them by full

@@ -18,8 +18,8 @@
 //
 // Objects that come in thousands with the same stats (clusters) register
 // them as a Block: a StatSet names the counters and gauges once for all, and
-// each block keeps only their values (24 bytes a stat) and its prefix, with
-// full names built when the stats are listed. Other stats under the block's
+// each block keeps only their values (16 bytes a counter, 24 a gauge) and
+// its prefix, with full names built when the stats are listed. Other stats under the block's
 // prefix are kept with the block, so RemoveBlock and Remove cost the removed
 // stats rather than a scan of the store. A block's handles are the same
 // handles the store and scopes give for the full names, and the admin output
