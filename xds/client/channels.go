@@ -341,6 +341,12 @@ func (c *Client) syncChannel(ch *channel) error {
 // closeChannel ends a channel's stream and schedules its reconnection
 // with backoff. What it delivered stays applied.
 func (c *Client) closeChannel(ch *channel, err error) {
+	if !ch.live && ch.cancel == nil {
+		return // already closed, waiting to reconnect
+	}
+	if c.carrier(TypeListener) == ch {
+		c.held, c.rdsHeld = nil, nil // they would be ACKed on the dead stream
+	}
 	if ch.cancel != nil {
 		ch.cancel()
 		ch.cancel = nil

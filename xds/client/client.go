@@ -127,6 +127,12 @@ func New(cfg Config, dp DataPlane) *Client {
 		conns:        map[string]*grpc.ClientConn{},
 	}
 	c.connected.Set(0)
+	if cfg.Resolve != nil {
+		sec := cfg.Secrets
+		sec.mu.Lock()
+		sec.resolve, sec.hasADS = cfg.Resolve, cfg.HasADS
+		sec.mu.Unlock()
+	}
 	c.listenersApplied()
 	for _, s := range []struct{ url, prefix string }{
 		{TypeCluster, "cluster_manager.cds."},

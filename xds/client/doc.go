@@ -39,7 +39,7 @@
 //     response arrives on a new stream.
 //   - Config sources (channels.go): ADS (`ads: {}`), a separate
 //     api_config_source for cds_config, lds_config and EDS clusters'
-//     eds_config (GRPC or DELTA_GRPC on the type's own service, one
+//     eds_config and secrets' sds_config (GRPC or DELTA_GRPC on the type's own service, one
 //     stream per type; or REST polling every refresh_delay), or
 //     path_config_source for both CDS and LDS (a file holding a
 //     DiscoveryResponse, re-read when its content changes, checked every
@@ -48,7 +48,8 @@
 //     same whatever the transport; each stream backs off and reconnects on
 //     its own. The EDS clusters of a data plane share one config source
 //     (a cluster naming another is rejected, naming
-//     eds_cluster_config.eds_config). RDS, SDS and ECDS are over ADS only.
+//     eds_cluster_config.eds_config), and the SDS secrets one too. RDS and
+//     ECDS are over ADS only (listener/hcm checks their config_source).
 //     Resource types: Cluster, ClusterLoadAssignment, Listener,
 //     RouteConfiguration, Secret and TypedExtensionConfig; RTDS is not
 //     implemented, and other type URLs in a response are NACKed.
@@ -60,7 +61,8 @@
 //     keeps the last configuration, as for RDS.
 //   - SDS (secrets.go): secrets are subscribed by the names the clusters
 //     (serving and warming), the serving listeners and the held LDS
-//     responses read in their TLS contexts (sds_config `ads: {}`). A
+//     responses read in their TLS contexts (sds_config `ads: {}` or an
+//     api_config_source). A
 //     cluster warms, and an LDS response is held, until its secrets
 //     arrive, their first version is rejected, or their sds_config
 //     initial_fetch_timeout passes. Accepted secrets go into the Secrets

@@ -51,6 +51,13 @@ type Secrets struct {
 	clusterR map[*clusterv3.Cluster][]secretRef
 	listenR  map[*listenerv3.Listener][]secretRef
 	names    []string // sorted wanted names, nil when they changed
+
+	// Guarded by mu: the client's resolver of config sources, whether it
+	// has ADS, the key and source (nil: ADS) of the SDS secrets.
+	resolve func(*corev3.ConfigSource) (*Source, error)
+	hasADS  bool
+	srcKey  string
+	src     *Source
 }
 
 // secretSlot is one secret name: its current value, read lock-free at
@@ -70,6 +77,7 @@ type secretSlot struct {
 type secretRef struct {
 	name    string
 	timeout time.Duration
+	src     *corev3.ConfigSource
 }
 
 // NewSecrets returns an empty secret store.
@@ -87,10 +95,11 @@ func (s *Secrets) slot(name string) *secretSlot {
 	return sl
 }
 
-// SDSSecret returns the reader of a secret delivered over the ADS stream:
-// nil until it arrives, a new pointer for each accepted version. The
-// config source must be `ads: {}` (resource_api_version V3 and
-// initial_fetch_timeout allowed); errors name the field under it.
+// SDSSecret returns the reader of a secret delivered over SDS: nil until
+// it arrives, a new pointer for each accepted version. The config source
+// is `ads: {}` or an api_config_source (GRPC, DELTA_GRPC or REST), the
+// same for every SDS secret of the data plane (resource_api_version V3
+// and initial_fetch_timeout allowed); errors name the field under it.
 func (s *Secrets) SDSSecret(name string, src *corev3.ConfigSource) (func() *tlsv3.Secret, error) {
 	if name == "" {
 		return nil, errors.New("name: required for an SDS secret")
@@ -98,14 +107,14 @@ func (s *Secrets) SDSSecret(name string, src *corev3.ConfigSource) (func() *tlsv
 	var errs []error
 	src.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 		switch fd.Name() {
-		case "ads", "resource_api_version", "initial_fetch_timeout":
+		case "ads", "api_config_source", "resource_api_version", "initial_fetch_timeout":
 		default:
-			errs = append(errs, fmt.Errorf("%s: not implemented by wasmesh for SDS (only `ads: {}` is)", fd.Name()))
+			errs = append(errs, fmt.Errorf("%s: not implemented by wasmesh for SDS (ads and api_config_source are)", fd.Name()))
 		}
 		return true
 	})
-	if src.GetAds() == nil && len(errs) == 0 {
-		errs = append(errs, errors.New("ads: required (only `ads: {}` is implemented for SDS)"))
+	if src.GetAds() == nil && src.GetApiConfigSource() == nil && len(errs) == 0 {
+		errs = append(errs, errors.New("ads: required (or api_config_source)"))
 	}
 	if v := src.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
 		errs = append(errs, fmt.Errorf("resource_api_version: %s is not supported (V3 is)", v))
@@ -114,9 +123,63 @@ func (s *Secrets) SDSSecret(name string, src *corev3.ConfigSource) (func() *tlsv
 		return nil, errors.Join(errs...)
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if src.GetApiConfigSource() != nil || s.resolve != nil {
+		if err := s.useSource(src); err != nil {
+			return nil, err
+		}
+	}
 	sl := s.slot(name)
-	s.mu.Unlock()
 	return sl.value.Load, nil
+}
+
+// useSource checks a secret's config source against the one the SDS
+// secrets use, and takes it when it is the first. Called with s.mu held.
+func (s *Secrets) useSource(cs *corev3.ConfigSource) error {
+	if s.resolve == nil {
+		return errors.New("api_config_source: needs the xDS client (dynamic_resources)")
+	}
+	src, err := s.resolve(cs)
+	if err != nil {
+		return err
+	}
+	key := "ads"
+	if src != nil {
+		key = src.key()
+	} else if !s.hasADS {
+		return errors.New("ads: needs dynamic_resources.ads_config")
+	}
+	switch s.srcKey {
+	case "":
+		s.srcKey, s.src = key, src
+	case key:
+	default:
+		return errors.New("a second SDS config source is not implemented: the SDS secrets of a data plane share the sds_config of the first one")
+	}
+	return nil
+}
+
+// noteSources takes the config source of the first secrets seen, before
+// they are subscribed, so that they are requested where they come from.
+// A conflicting source is reported when the resource compiles.
+func (s *Secrets) noteSources(refs []secretRef) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srcKey != "" || s.resolve == nil {
+		return
+	}
+	for _, r := range refs {
+		if s.useSource(r.src) == nil {
+			return
+		}
+	}
+}
+
+// source is the separate source of the SDS secrets, nil for ADS.
+func (s *Secrets) source() *Source {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.src
 }
 
 // DumpedSecret is one dynamic secret for /config_dump.
@@ -148,7 +211,7 @@ func (c *Client) sds() *Secrets { return c.cfg.Secrets }
 func tlsRefs(ctc *tlsv3.CommonTlsContext, out []secretRef) []secretRef {
 	add := func(sc *tlsv3.SdsSecretConfig) {
 		src := sc.GetSdsConfig()
-		if src.GetAds() == nil || sc.GetName() == "" {
+		if (src.GetAds() == nil && src.GetApiConfigSource() == nil) || sc.GetName() == "" {
 			return
 		}
 		d := defaultSDSFetchTimeout
@@ -157,7 +220,7 @@ func tlsRefs(ctc *tlsv3.CommonTlsContext, out []secretRef) []secretRef {
 				d = -1
 			}
 		}
-		out = append(out, secretRef{name: sc.GetName(), timeout: d})
+		out = append(out, secretRef{name: sc.GetName(), timeout: d, src: src})
 	}
 	for _, sc := range ctc.GetTlsCertificateSdsSecretConfigs() {
 		add(sc)
@@ -207,6 +270,7 @@ func (s *Secrets) refsOfCluster(cl *clusterv3.Cluster) []secretRef {
 	r, ok := s.clusterR[cl]
 	if !ok {
 		r = clusterSecretRefs(cl)
+		s.noteSources(r)
 		s.clusterR[cl] = r
 	}
 	return r
@@ -216,6 +280,7 @@ func (s *Secrets) refsOfListener(l *listenerv3.Listener) []secretRef {
 	r, ok := s.listenR[l]
 	if !ok {
 		r = listenerSecretRefs(l)
+		s.noteSources(r)
 		s.listenR[l] = r
 	}
 	return r
@@ -245,6 +310,9 @@ func (s *Secrets) allReady(refs []secretRef) bool {
 // longer read.
 func (c *Client) sdsNames() []string {
 	s := c.sds()
+	if src := s.source(); src != nil && c.chanOf[TypeSecret] == nil && c.rctx != nil {
+		c.addChannel(TypeSecret, *src)
+	}
 	want := map[string]time.Duration{}
 	note := func(refs []secretRef) {
 		for _, r := range refs {
@@ -280,7 +348,7 @@ func (c *Client) sdsNames() []string {
 	}
 	if len(c.held) > 0 {
 		for n, d := range s.held {
-			note([]secretRef{{n, d}})
+			note([]secretRef{{name: n, timeout: d}})
 		}
 	}
 	changed := len(want) != len(s.wanted)
@@ -391,7 +459,9 @@ func (c *Client) noteListenerSecrets(resp any) {
 		s.held = nil // the held responses it counted were handled
 	}
 	for _, l := range ls {
-		for _, r := range listenerSecretRefs(l) {
+		refs := listenerSecretRefs(l)
+		s.noteSources(refs)
+		for _, r := range refs {
 			if s.held == nil {
 				s.held = map[string]time.Duration{}
 			}

@@ -9,9 +9,10 @@ import (
 	"github.com/wasmesh/wasmesh/xds/client"
 )
 
-// TestSDSSecretConfigSource: only `ads: {}` (with resource_api_version V3
-// or AUTO and initial_fetch_timeout) is accepted as an sds_config; the
-// errors name the field under sds_config.
+// TestSDSSecretConfigSource: `ads: {}` and api_config_source (with
+// resource_api_version V3 or AUTO and initial_fetch_timeout) are accepted
+// as an sds_config, api_config_source only with an xDS client's resolver
+// (TestSDSSeparateStream); the errors name the field under sds_config.
 func TestSDSSecretConfigSource(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -20,7 +21,7 @@ func TestSDSSecretConfigSource(t *testing.T) {
 	}{
 		{"ads", "ads: {}\nresource_api_version: V3\ninitial_fetch_timeout: 1s", ""},
 		{"ads auto", "ads: {}", ""},
-		{"api_config_source", "api_config_source: {api_type: GRPC}", "api_config_source: not implemented by wasmesh for SDS"},
+		{"api_config_source", "api_config_source: {api_type: GRPC}", "api_config_source: needs the xDS client"},
 		{"path", "path_config_source: {path: /x}", "path_config_source: not implemented by wasmesh for SDS"},
 		{"self", "self: {}", "self: not implemented by wasmesh for SDS"},
 		{"v2", "ads: {}\nresource_api_version: V2", "resource_api_version: V2 is not supported"},

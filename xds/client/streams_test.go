@@ -11,8 +11,10 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -24,6 +26,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wasmesh/wasmesh/server"
 	"github.com/wasmesh/wasmesh/xds/client"
@@ -206,9 +209,12 @@ func (cp *fullPlane) waitRequest(what string, f func(streamReq) bool) streamReq 
 	return streamReq{}
 }
 
-func (cp *fullPlane) set(version string, clusters []*clusterv3.Cluster, clas []*endpointv3.ClusterLoadAssignment, ls []*listenerv3.Listener) {
+func (cp *fullPlane) set(version string, clusters []*clusterv3.Cluster, clas []*endpointv3.ClusterLoadAssignment, ls []*listenerv3.Listener, secrets ...*tlsv3.Secret) {
 	cp.t.Helper()
-	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}}
+	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}, resource.SecretType: {}}
+	for _, s := range secrets {
+		res[resource.SecretType] = append(res[resource.SecretType], s)
+	}
 	for _, c := range clusters {
 		res[resource.ClusterType] = append(res[resource.ClusterType], c)
 	}
@@ -467,4 +473,60 @@ cluster_type: {name: envoy.clusters.no_such_type}
 	cp.restart()
 	cp.set("v4", clusters, clas, []*listenerv3.Listener{ingress(t, port, "backend", greeting("hello v4"), "")})
 	eventually(t, port, "/", "one", "hello v4")
+}
+
+// TestSDSSeparateStream: CDS and LDS over ADS, the listener's certificate
+// over SDS on its own stream (SotW and delta): the handshake works, the
+// secret's requests arrive on the SecretDiscoveryService stream, a
+// rotation reaches new handshakes.
+func TestSDSSeparateStream(t *testing.T) {
+	for _, apiType := range []string{"GRPC", "DELTA_GRPC"} {
+		t.Run(apiType, func(t *testing.T) {
+			ca := newSDSCA(t, "sds-ca")
+			up := upstream(t, "backend")
+			cp := startFullPlane(t, "")
+			port := freePort(t)
+			backend := staticCluster(t, "backend", up)
+			l := tlsListener(t, "secure", port, "backend", "server-cert", "")
+			src := grpcSource(apiType, `{envoy_grpc: {cluster_name: xds}}`)
+			sds := parse(t, &corev3.TransportSocket{}, "typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig, sds_config: "+src+"}")
+			secretConfig := &tlsv3.SdsSecretConfig{}
+			if err := sds.GetTypedConfig().UnmarshalTo(secretConfig); err != nil {
+				t.Fatal(err)
+			}
+			ts := l.GetFilterChains()[0].GetTransportSocket()
+			dtc := &tlsv3.DownstreamTlsContext{}
+			if err := ts.GetTypedConfig().UnmarshalTo(dtc); err != nil {
+				t.Fatal(err)
+			}
+			dtc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].SdsConfig = secretConfig.GetSdsConfig()
+			a, err := anypb.New(dtc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
+			c1, k1, _ := ca.issue(t, "one")
+			cp.set("1", []*clusterv3.Cluster{backend}, nil, []*listenerv3.Listener{l}, tlsSecret("server-cert", c1, k1))
+			sourcedProxy(t, cp, `{api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}`,
+				`{ads: {}, resource_api_version: V3}`, `{ads: {}, resource_api_version: V3}`)
+			conn, err := dialHTTPS(t, port, ca.pool, nil)
+			if err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+			if body, err := conn.get("/"); err != nil || body != "backend" {
+				t.Fatalf("request: %q %v", body, err)
+			}
+			for _, r := range cp.requests() {
+				if (r.typeURL == client.TypeSecret) != (r.stream == client.TypeSecret) {
+					t.Errorf("request of %s on stream %q", r.typeURL, r.stream)
+				}
+			}
+			c2, k2, pair2 := ca.issue(t, "two")
+			cp.set("2", []*clusterv3.Cluster{backend}, nil, []*listenerv3.Listener{l}, tlsSecret("server-cert", c2, k2))
+			waitUntil(t, "the rotated certificate on new handshakes", func() bool {
+				s, err := serialOf(t, port, ca.pool)
+				return err == nil && s.Cmp(pair2.Leaf.SerialNumber) == 0
+			})
+		})
+	}
 }
