@@ -34,6 +34,13 @@
 // balancer reads is an immutable snapshot rebuilt on membership and health
 // changes and swapped atomically; a pick does not lock or allocate.
 //
+// A cluster that has not served a request costs about 3 KB (a proxy may
+// hold tens of thousands): its always-present stats are one stats block
+// reached by position (StatsSlots), and the HTTP/1.1 pool, the HIGH
+// priority circuit breaker, the connection-slot semaphore, the logger and
+// the Ready channel are made on first use; up to 8 hosts are looked up by
+// scanning rather than through maps.
+//
 // Decisions where Envoy's documentation is silent or Go differs:
 //
 //   - max_connections bounds HTTP/1.1 requests in flight (each holds one
