@@ -9,7 +9,7 @@
 // chains become one envoy.filters.http.wasm entry per filter instance,
 // disabled by default and enabled per route through typed_per_filter_config,
 // service-chain instances before route-chain instances. Kong's router
-// priorities become the order of Envoy's virtual hosts and routes
-// (see router.go). RATIONALE.md lists the decisions where Kong and Envoy
+// priorities become the order of the routes of one virtual host, hosts
+// being :authority matchers (see router.go). RATIONALE.md lists the decisions where Kong and Envoy
 // differ.
 package kong
