@@ -83,7 +83,7 @@ func (s *H1Server) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		n := len(s.conns)
 		for c := range s.conns {
-			if h2 := c.h2; h2 != nil {
+			if h2 := c.h2.Load(); h2 != nil {
 				h2.goAway()
 			} else if c.idle.Load() {
 				c.nc.Close()
@@ -152,7 +152,7 @@ type h1conn struct {
 	body     *h1Body
 	hijacked bool
 	// h2 is set once the connection turned out to carry HTTP/2.
-	h2 *h2conn
+	h2 atomic.Pointer[h2conn]
 }
 
 // backgroundReadDelay is how long a request runs before the connection

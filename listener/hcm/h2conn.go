@@ -123,7 +123,7 @@ func (c *h1conn) serveH2() {
 	if ci, ok := c.ctx.Value(ConnInfoKey{}).(*ConnInfo); ok {
 		ci.HTTP2.Store(true)
 	}
-	c.h2 = cc
+	c.h2.Store(cc)
 	var pre [len(h2Preface)]byte
 	if _, err := io.ReadFull(c.br, pre[:]); err != nil || string(pre[:]) != h2Preface {
 		return
@@ -326,14 +326,23 @@ func (cc *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		cc.resetStream(id, http2.ErrCodeRefusedStream)
 		return nil
 	}
+	// The stream counts as active from the moment its id is accepted, so
+	// a GOAWAY naming it as the last stream never closes the connection
+	// under it.
+	cc.active++
+	if cc.idleTimer != nil {
+		cc.idleTimer.Stop()
+	}
 	cc.mu.Unlock()
 	if f.Truncated {
 		cc.answerDirect(id, http.StatusRequestHeaderFieldsTooLarge)
+		cc.releaseSlot()
 		return nil
 	}
 	req, fields, size, ok := cc.newRequest(f)
 	if !ok {
 		cc.resetStream(id, http2.ErrCodeProtocol)
+		cc.releaseSlot()
 		return nil
 	}
 	st := &h2stream{cc: cc, id: id}
@@ -355,10 +364,6 @@ func (cc *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	cc.mu.Lock()
 	cc.streams[id] = st
-	cc.active++
-	if cc.idleTimer != nil {
-		cc.idleTimer.Stop()
-	}
 	cc.mu.Unlock()
 	w := &h2Writer{st: st, req: req, reqFields: fields, reqBytes: size}
 	cc.wg.Add(1)
@@ -465,13 +470,22 @@ func (cc *h2conn) endStream(st *h2stream) {
 	}
 	cc.mu.Lock()
 	delete(cc.streams, st.id)
+	cc.mu.Unlock()
+	cc.releaseSlot()
+}
+
+// releaseSlot ends an accepted stream's claim on the connection: the last
+// one of a connection going away closes it (after what it wrote is
+// flushed); the last one otherwise starts the idle timeout.
+func (cc *h2conn) releaseSlot() {
+	cc.mu.Lock()
 	cc.active--
 	idle := cc.active == 0
 	closeNow := idle && cc.goingAway
 	cc.mu.Unlock()
 	cc.flushDirty()
 	if closeNow {
-		cc.nc.Close()
+		cc.closeSoon()
 	} else if idle {
 		cc.armIdle()
 	}
@@ -491,7 +505,7 @@ func (cc *h2conn) armIdle() {
 			idle := cc.active == 0
 			cc.mu.Unlock()
 			if idle {
-				cc.goAwayAndClose(http2.ErrCodeNo)
+				cc.goAway()
 			}
 		})
 		return
@@ -517,8 +531,19 @@ func (cc *h2conn) goAway() {
 	}
 	cc.wmu.Unlock()
 	if idle {
-		cc.nc.Close()
+		cc.closeSoon()
 	}
+}
+
+// goAwayGrace is how long a connection that sent GOAWAY and has no
+// streams left stays open for the client to close it first: closing at
+// once could reset the connection under a request the client sent before
+// it read the GOAWAY (the kernel answers unread data with RST, which can
+// discard the GOAWAY on the client's side).
+const goAwayGrace = time.Second
+
+func (cc *h2conn) closeSoon() {
+	time.AfterFunc(goAwayGrace, func() { cc.nc.Close() })
 }
 
 func (cc *h2conn) goAwayAndClose(code http2.ErrCode) {
