@@ -194,7 +194,7 @@ func (s *Server) startAdmin(ctx context.Context) error {
 		Listeners:     s,
 		Clusters:      adminClusters{s},
 		ConfigDumpers: s.configDumpers(),
-		Runtime:       newRuntimeLayers(s.bootstrap.GetLayeredRuntime()),
+		Runtime:       s.runtimeLayers(),
 		Certificates:  certificates{s},
 		Quit:          s.Quit,
 	})

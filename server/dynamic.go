@@ -45,6 +45,9 @@ func (s *Server) StartXDS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := client.RTDSFromBootstrap(s.bootstrap.GetLayeredRuntime(), &cfg); err != nil {
+		return err
+	}
 	cfg.Logger = s.logging.Logger("config")
 	cfg.Stats = xdsStats{s.Stats}
 	cfg.Secrets = s.dyn.startSDS()
@@ -456,6 +459,33 @@ type dynamicResources struct {
 	sds        *client.Secrets
 	sdsOnce    sync.Once
 	sdsStarted atomic.Bool
+	// runtime is the layered runtime (/runtime), whose rtds_layers the
+	// xDS client fills.
+	runtime     *runtimeLayers
+	runtimeOnce sync.Once
+}
+
+// runtimeLayers is the server's layered runtime, shared by the admin and
+// the xDS client.
+func (s *Server) runtimeLayers() *runtimeLayers {
+	s.dyn.runtimeOnce.Do(func() { s.dyn.runtime = newRuntimeLayers(s.bootstrap.GetLayeredRuntime()) })
+	return s.dyn.runtime
+}
+
+// UpdateRuntimeLayer replaces the values of the rtds_layer fetching the
+// named Runtime resource (client.RuntimeUpdater); nil empties it.
+func (d dynamicPlane) UpdateRuntimeLayer(name string, values map[string]string) {
+	r := d.s.runtimeLayers()
+	if values == nil {
+		values = map[string]string{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, l := range d.s.bootstrap.GetLayeredRuntime().GetLayers() {
+		if l.GetRtdsLayer().GetName() == name && i < len(r.layers) {
+			r.layers[i].Values = values
+		}
+	}
 }
 
 type dynamicEntry[T any] struct {

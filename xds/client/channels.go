@@ -85,6 +85,7 @@ var streamMethods = map[string][2]string{
 	TypeRoute:           {"/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes", "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes"},
 	TypeSecret:          {"/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets", "/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets"},
 	TypeExtensionConfig: {"/envoy.service.extension.v3.ExtensionConfigDiscoveryService/StreamExtensionConfigs", "/envoy.service.extension.v3.ExtensionConfigDiscoveryService/DeltaExtensionConfigs"},
+	TypeRuntime:         {"/envoy.service.runtime.v3.RuntimeDiscoveryService/StreamRuntime", "/envoy.service.runtime.v3.RuntimeDiscoveryService/DeltaRuntime"},
 }
 
 // restPaths are the REST endpoints of each type (POST, JSON).
@@ -95,6 +96,7 @@ var restPaths = map[string]string{
 	TypeRoute:           "/v3/discovery:routes",
 	TypeSecret:          "/v3/discovery:secrets",
 	TypeExtensionConfig: "/v3/discovery:extension_configs",
+	TypeRuntime:         "/v3/discovery:runtime",
 }
 
 var bidi = &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}

@@ -86,6 +86,9 @@ type Client struct {
 	// edsKey identifies the config source of the EDS clusters ("ads" or
 	// the source's key), "" before the first.
 	edsKey string
+	// RTDS: the sorted layer names; whether the initial fetch ended.
+	rtdsList []string
+	rtdsInit bool
 }
 
 // subscription is the protocol state of one resource type, kept across
@@ -127,6 +130,7 @@ func New(cfg Config, dp DataPlane) *Client {
 		conns:        map[string]*grpc.ClientConn{},
 	}
 	c.connected.Set(0)
+	c.rtdsInit = len(c.rtdsNames()) == 0
 	if cfg.Resolve != nil {
 		sec := cfg.Secrets
 		sec.mu.Lock()
@@ -141,6 +145,7 @@ func New(cfg Config, dp DataPlane) *Client {
 		{TypeRoute, ""},
 		{TypeExtensionConfig, ""},
 		{TypeSecret, ""},
+		{TypeRuntime, ""},
 	} {
 		sub := &subscription{typeURL: s.url, wildcard: s.url == TypeCluster || s.url == TypeListener, versions: map[string]string{}}
 		if s.prefix != "" {
@@ -208,6 +213,9 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	if c.cfg.LDSSource != nil {
 		c.addChannel(TypeListener, *c.cfg.LDSSource)
+	}
+	if c.cfg.RTDSSource != nil && !c.rtdsInit {
+		c.addChannel(TypeRuntime, *c.cfg.RTDSSource)
 	}
 	if c.cfg.CDSPath != "" {
 		c.files = map[string][]byte{}
@@ -306,6 +314,9 @@ func (c *Client) deadlineTimer() *time.Timer {
 	if !c.ldsInit && !c.ldsAnswered {
 		consider(c.ldsSince, c.cfg.LDSInitialFetchTimeout)
 	}
+	if !c.rtdsInit {
+		consider(c.start, c.rtdsTimeout())
+	}
 	c.rdsDeadlines(consider)
 	c.sdsDeadlines(consider)
 	if next.IsZero() {
@@ -341,6 +352,10 @@ func (c *Client) onDeadline(ctx context.Context) {
 	}
 	c.rdsTimeouts(now)
 	c.sdsTimeouts(ctx, now)
+	if d := c.rtdsTimeout(); !c.rtdsInit && d >= 0 && !now.Before(c.start.Add(d)) {
+		c.log.Warn("RTDS initial fetch timed out")
+		c.rtdsInit = true
+	}
 	if !c.ldsInit && !c.ldsAnswered && !c.ldsSince.IsZero() && c.cfg.LDSInitialFetchTimeout >= 0 && !now.Before(c.ldsSince.Add(c.cfg.LDSInitialFetchTimeout)) {
 		c.log.Warn("LDS initial fetch timed out")
 		c.subs[TypeListener].initTimeout.Inc()
@@ -359,7 +374,7 @@ func (c *Client) updateInit() {
 	if c.cdsInit && c.ldsSince.IsZero() {
 		c.ldsSince = time.Now()
 	}
-	if c.cdsInit && c.ldsInit {
+	if c.cdsInit && c.ldsInit && c.rtdsInit {
 		c.readyOnce.Do(func() { close(c.ready) })
 	}
 }

@@ -59,6 +59,10 @@ type Config struct {
 	// Resolve reads the config source of EDS clusters' eds_config (nil:
 	// ADS). Without it every EDS cluster is fed over ADS.
 	Resolve func(*corev3.ConfigSource) (*Source, error)
+	// RTDSLayers are the layered_runtime's rtds_layers (RTDSFromBootstrap),
+	// fetched from RTDSSource (nil: ADS).
+	RTDSLayers []RTDSLayer
+	RTDSSource *Source
 	// CDSPath and LDSPath, instead of a Target, read the resources from
 	// files (path_config_source): each holds a DiscoveryResponse in YAML or
 	// JSON, re-read when its content changes (checked every FileInterval,

@@ -53,6 +53,7 @@ func (s *deltaStream) sync() error {
 		{TypeRoute, c.rdsNames(), c.cdsInit},
 		{TypeExtensionConfig, c.ecdsNames(), c.cdsInit},
 		{TypeSecret, c.sdsNames(), true},
+		{TypeRuntime, c.rtdsNames(), true},
 	}
 	for _, w := range want {
 		if c.carrier(w.url) != s.ch {
@@ -185,6 +186,8 @@ func (c *Client) applyDelta(ctx context.Context, resp *discoveryv3.DeltaDiscover
 		errs = append(errs, c.applyListeners(ctx, next))
 	case TypeSecret:
 		errs = append(errs, c.applySecretsDelta(ctx, resp))
+	case TypeRuntime:
+		errs = append(errs, c.handleRuntime(resp))
 	case TypeExtensionConfig:
 		var tcs []*corev3.TypedExtensionConfig
 		var versions []string

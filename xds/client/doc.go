@@ -51,8 +51,15 @@
 //     eds_cluster_config.eds_config), and the SDS secrets one too. RDS and
 //     ECDS are over ADS only (listener/hcm checks their config_source).
 //     Resource types: Cluster, ClusterLoadAssignment, Listener,
-//     RouteConfiguration, Secret and TypedExtensionConfig; RTDS is not
-//     implemented, and other type URLs in a response are NACKed.
+//     RouteConfiguration, Secret, TypedExtensionConfig and Runtime;
+//     other type URLs in a response are NACKed.
+//   - RTDS (rtds.go): the layered_runtime's rtds_layers are subscribed by
+//     name from start-up (one config source for all); Ready waits for
+//     their first answer or the shortest initial_fetch_timeout. A layer is
+//     flattened to dotted keys and handed to the data plane
+//     (RuntimeUpdater); a list or null value NACKs that layer, the last
+//     one staying. A delta removal empties the layer (as Envoy's), a SotW
+//     response without it keeps it.
 //   - ECDS (ecds.go): HTTP filters with config_discovery are subscribed
 //     by their names; an LDS response is held until each such filter's
 //     TypedExtensionConfig arrives (or is rejected, or its

@@ -53,6 +53,7 @@ func (s *sotwStream) sync() error {
 		{TypeRoute, c.rdsNames(), c.cdsInit},
 		{TypeExtensionConfig, c.ecdsNames(), c.cdsInit},
 		{TypeSecret, c.sdsNames(), true},
+		{TypeRuntime, c.rtdsNames(), true},
 	}
 	for _, w := range want {
 		if c.carrier(w.url) != s.ch {
@@ -213,6 +214,8 @@ func (c *Client) applySotW(ctx context.Context, resp *discoveryv3.DiscoveryRespo
 		return errors.Join(errs...)
 	case TypeSecret:
 		return c.applySecretsSotW(ctx, resp)
+	case TypeRuntime:
+		return c.handleRuntime(resp)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	runtimeservice "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -27,6 +29,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wasmesh/wasmesh/server"
 	"github.com/wasmesh/wasmesh/xds/client"
@@ -121,6 +124,7 @@ func (cp *fullPlane) serve(addr string) {
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)
 	routeservice.RegisterRouteDiscoveryServiceServer(g, srv)
 	secretservice.RegisterSecretDiscoveryServiceServer(g, srv)
+	runtimeservice.RegisterRuntimeDiscoveryServiceServer(g, srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -248,6 +252,12 @@ eds_cluster_config: {eds_config: %s}
 // (or ""), cds and lds the config sources.
 func sourcedProxy(t testing.TB, cp *fullPlane, ads, cds, lds string) *server.Server {
 	t.Helper()
+	return sourcedProxyWith(t, cp, ads, cds, lds, "")
+}
+
+// sourcedProxyWith is sourcedProxy with extra top-level bootstrap YAML.
+func sourcedProxyWith(t testing.TB, cp *fullPlane, ads, cds, lds, extra string) *server.Server {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(cp.addr)
 	hhost, hport, _ := net.SplitHostPort(cp.httpAddr)
 	if ads != "" {
@@ -276,7 +286,7 @@ static_resources:
     load_assignment:
       cluster_name: xds_rest
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, nodeID, ads, cds, lds, host, port, hhost, hport))
+%s`, nodeID, ads, cds, lds, host, port, hhost, hport, extra))
 }
 
 func grpcSource(apiType, service string) string {
@@ -526,6 +536,95 @@ func TestSDSSeparateStream(t *testing.T) {
 			waitUntil(t, "the rotated certificate on new handshakes", func() bool {
 				s, err := serialOf(t, port, ca.pool)
 				return err == nil && s.Cmp(pair2.Leaf.SerialNumber) == 0
+			})
+		})
+	}
+}
+
+// setRuntime publishes a snapshot of Runtime layers only.
+func (cp *fullPlane) setRuntime(version string, layers map[string]map[string]any) {
+	cp.t.Helper()
+	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.ListenerType: {}, resource.RuntimeType: {}}
+	for name, vals := range layers {
+		st, err := structpb.NewStruct(vals)
+		if err != nil {
+			cp.t.Fatal(err)
+		}
+		res[resource.RuntimeType] = append(res[resource.RuntimeType], &runtimeservice.Runtime{Name: name, Layer: st})
+	}
+	snap, err := cachev3.NewSnapshot(version, res)
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+		cp.t.Fatal(err)
+	}
+}
+
+// runtimeJSON is the admin's /runtime answer without white space.
+func runtimeJSON(t testing.TB, adminPort int) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/runtime", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Join(strings.Fields(string(b)), "") // no layout
+}
+
+// TestRTDS: a layered_runtime rtds_layer over ADS (SotW) and over its own
+// RuntimeDiscoveryService delta stream: start-up waits for the layer, its
+// values (nested structs as dotted keys) show in /runtime as the layer; a
+// layer with a list value is NACKed naming the key while the last one
+// stays; the next good one is applied.
+func TestRTDS(t *testing.T) {
+	for _, tc := range []struct{ name, rtdsConfig, stream string }{
+		{"ADS", `{ads: {}, resource_api_version: V3}`, ""},
+		{"separate delta", grpcSource("DELTA_GRPC", `{envoy_grpc: {cluster_name: xds}}`), client.TypeRuntime},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cp := startFullPlane(t, "")
+			adminPort := freePort(t)
+			cp.setRuntime("1", map[string]map[string]any{"rtds0": {"feature": map[string]any{"enabled": true}, "ratio": 0.5, "name": "one"}})
+			sourcedProxyWith(t, cp, `{api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}`,
+				`{ads: {}}`, `{ads: {}}`, fmt.Sprintf(`
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
+layered_runtime:
+  layers:
+  - name: base
+    static_layer: {name: base}
+  - name: rtds
+    rtds_layer: {name: rtds0, rtds_config: %s}
+  - name: admin
+    admin_layer: {}
+`, adminPort, tc.rtdsConfig))
+			// Start returned after the layer arrived.
+			got := runtimeJSON(t, adminPort)
+			for _, want := range []string{`"rtds"`, `"feature.enabled"`, `"final_value":"true"`, `"ratio"`, `"final_value":"0.5"`, `"final_value":"one"`} {
+				if !strings.Contains(got, want) {
+					t.Fatalf("/runtime lacks %s:\n%s", want, got)
+				}
+			}
+			for _, r := range cp.requests() {
+				if r.typeURL == client.TypeRuntime && r.stream != tc.stream {
+					t.Errorf("RTDS request on stream %q, want %q", r.stream, tc.stream)
+				}
+			}
+
+			cp.setRuntime("2", map[string]map[string]any{"rtds0": {"name": "two", "bad": []any{1, 2}}})
+			nack := cp.waitRequest("RTDS NACK", func(r streamReq) bool { return r.typeURL == client.TypeRuntime && r.errDetail != "" })
+			if !strings.Contains(nack.errDetail, `runtime "rtds0" layer.bad: invalid runtime entry value`) {
+				t.Errorf("NACK detail: %s", nack.errDetail)
+			}
+			if got := runtimeJSON(t, adminPort); !strings.Contains(got, `"final_value":"one"`) {
+				t.Fatalf("after the NACK /runtime lost the last layer:\n%s", got)
+			}
+
+			cp.setRuntime("3", map[string]map[string]any{"rtds0": {"name": "three"}})
+			waitUntil(t, "the new layer in /runtime", func() bool {
+				got := runtimeJSON(t, adminPort)
+				return strings.Contains(got, `"final_value":"three"`) && !strings.Contains(got, "feature.enabled")
 			})
 		})
 	}
