@@ -35,12 +35,16 @@
 //     set before swapping it.
 //   - Keepalive pings every 5 minutes (20 s timeout): gRPC servers by
 //     default refuse pings more frequent than 5 minutes.
-//   - Backoff: base 500 ms, maximum 30 s, full jitter; reset once a
-//     response arrives on a new stream.
+//   - Backoff: base 500 ms, maximum 30 s, full jitter, per stream; reset
+//     once a response arrives. A failed REST poll is retried after
+//     refresh_delay. control_plane.connected_state is 1 while every
+//     stream is up. Warming EDS clusters wait the cds_config
+//     initial_fetch_timeout, whatever their eds_config says.
 //   - Config sources (channels.go): ADS (`ads: {}`), a separate
-//     api_config_source for cds_config, lds_config and EDS clusters'
-//     eds_config and secrets' sds_config (GRPC or DELTA_GRPC on the type's own service, one
-//     stream per type; or REST polling every refresh_delay), or
+//     api_config_source for cds_config, lds_config, EDS clusters'
+//     eds_config, secrets' sds_config and rtds_config (GRPC or DELTA_GRPC
+//     on the type's own service, one stream per type; or REST polling
+//     every refresh_delay), or
 //     path_config_source for both CDS and LDS (a file holding a
 //     DiscoveryResponse, re-read when its content changes, checked every
 //     second; replace it atomically). Every stream, poller and the file
