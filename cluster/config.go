@@ -157,7 +157,16 @@ var (
 
 // compile turns a Cluster into a config, reporting every problem at once.
 func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
-	e := &errs{resource: resourceName(c.GetName())}
+	cfg := new(config)
+	if err := compileInto(c, o, cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// compileInto is compile into *cfg, which Validate keeps on its stack.
+func compileInto(c *clusterv3.Cluster, o *Options, cfg *config) error {
+	e := &errs{kind: "cluster", name: c.GetName()}
 	if err := c.ValidateAll(); err != nil {
 		// Keep going: the getters are nil-safe, and every problem is
 		// reported at once.
@@ -165,7 +174,7 @@ func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
 	}
 	e.onlyFields("", c, clusterRefused)
 
-	cfg := &config{proto: c, name: c.GetName(), statName: c.GetName()}
+	*cfg = config{proto: c, name: c.GetName(), statName: c.GetName()}
 	if c.GetAltStatName() != "" {
 		cfg.statName = c.GetAltStatName()
 	}
@@ -292,9 +301,9 @@ func compile(c *clusterv3.Cluster, o *Options) (*config, error) {
 	}
 
 	if !e.ok() {
-		return nil, e.err()
+		return e.err()
 	}
-	return cfg, nil
+	return nil
 }
 
 func la(c *clusterv3.Cluster) *endpointv3.ClusterLoadAssignment { return c.GetLoadAssignment() }
@@ -671,7 +680,7 @@ func compileDNS(e *errs, c *clusterv3.Cluster, cfg *config) {
 // compiles tens of thousands of endpoints), and again with them when there
 // is a problem, so that errors name the field.
 func compileAssignment(e *errs, path string, cla *endpointv3.ClusterLoadAssignment, kind discovery) *assignment {
-	quick := &errs{resource: e.resource}
+	quick := &errs{resource: e.resource, kind: e.kind, name: e.name}
 	if a := compileAssignmentPaths(quick, path, cla, kind, false); quick.ok() {
 		return a
 	}
@@ -823,7 +832,7 @@ func metadataHashKey(m *corev3.Metadata) string {
 
 // compileEndpoints checks a ClusterLoadAssignment from EDS.
 func compileEndpoints(name string, cla *endpointv3.ClusterLoadAssignment, kind discovery) (*assignment, error) {
-	e := &errs{resource: fmt.Sprintf("cluster_load_assignment %q", name)}
+	e := &errs{kind: "cluster_load_assignment", name: name}
 	if err := cla.ValidateAll(); err != nil {
 		e.addValidation("", err)
 		return nil, e.err()

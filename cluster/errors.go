@@ -88,11 +88,16 @@ var ErrUnsupported = configerr.ErrUnsupported
 
 // errs collects the problems of one compilation.
 type errs struct {
-	resource string
+	resource string // or, when empty, kind and name: built on the first error
+	kind     string
+	name     string
 	list     []error
 }
 
 func (c *errs) add(path string, err error) {
+	if c.resource == "" {
+		c.resource = fmt.Sprintf("%s %q", c.kind, c.name)
+	}
 	c.list = append(c.list, &FieldError{Resource: c.resource, Path: path, Err: err})
 }
 

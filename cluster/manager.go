@@ -137,8 +137,8 @@ func (m *Manager) defaultResolver() (Resolver, error) {
 
 // Validate compiles c without starting it, reporting every problem.
 func Validate(c *clusterv3.Cluster, opts Options) error {
-	_, err := compile(c, &opts)
-	return err
+	var cfg config
+	return compileInto(c, &opts, &cfg)
 }
 
 // Add compiles c and starts it. A cluster with a new name, or a changed
