@@ -4,7 +4,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -o /out/wasmesh ./cmd/wasmesh
+RUN CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags='-s -w' -o /out/wasmesh ./cmd/wasmesh
 
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /out/wasmesh /usr/local/bin/wasmesh
