@@ -63,10 +63,11 @@ func TestBinaryDependencies(t *testing.T) {
 	}
 }
 
-// TestBuildLinesUseTheTags checks that the Makefile and bench/run.sh build
+// TestBuildLinesUseTheTags checks that the Makefile, bench/run.sh and the
+// Dockerfile build
 // the proxy the way TestBinaryDependencies lists it.
 func TestBuildLinesUseTheTags(t *testing.T) {
-	for _, f := range []string{"../../Makefile", "../../bench/run.sh"} {
+	for _, f := range []string{"../../Makefile", "../../bench/run.sh", "../../Dockerfile"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
