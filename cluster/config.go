@@ -93,13 +93,16 @@ type config struct {
 	protocol       protocolMode
 	h2             *http.HTTP2Config
 	idleTimeout    time.Duration
-	tls            *tlsSettings
-	dns            *dnsSettings
-	outlier        *outlierConfig
-	health         []*health.Config
-	origDst        *origDstSettings
-	assignment     *assignment
-	edsService     string
+	// maxRequestsPerConn closes an HTTP/1.1 upstream connection after that
+	// many requests (max_requests_per_connection; 0: no limit).
+	maxRequestsPerConn uint32
+	tls                *tlsSettings
+	dns                *dnsSettings
+	outlier            *outlierConfig
+	health             []*health.Config
+	origDst            *origDstSettings
+	assignment         *assignment
+	edsService         string
 
 	useHostnameForHashing      bool
 	ignoreNewHostsUntilFirstHC bool
@@ -137,7 +140,7 @@ var (
 	clusterRefused = refusedFields(&clusterv3.Cluster{},
 		"name", "alt_stat_name", "type", "eds_cluster_config", "connect_timeout",
 		"per_connection_buffer_limit_bytes", "lb_policy", "load_assignment", "health_checks",
-		"circuit_breakers", "common_http_protocol_options", "http2_protocol_options",
+		"circuit_breakers", "common_http_protocol_options", "http2_protocol_options", "max_requests_per_connection",
 		"typed_extension_protocol_options", "dns_refresh_rate", "dns_jitter", "dns_failure_refresh_rate",
 		"respect_dns_ttl", "dns_lookup_family", "dns_resolvers", "use_tcp_for_dns_lookups",
 		"dns_resolution_config", "typed_dns_resolver_config", "wait_for_warm_on_init",
@@ -211,8 +214,12 @@ func compileInto(c *clusterv3.Cluster, o *Options, cfg *config) error {
 
 	compileLB(e, c, cfg)
 	compileBreakers(e, c.GetCircuitBreakers(), cfg)
-	compileProtocol(e, c, cfg)
+	maxReqPath := compileProtocol(e, c, cfg)
 	cfg.tls = compileTransportSocket(e, "transport_socket", c.GetTransportSocket(), o)
+	// Only the HTTP/1.1 pool counts requests per connection.
+	if cfg.maxRequestsPerConn > 0 && cfg.protocol != protoHTTP1 && (cfg.protocol != protoAuto || cfg.tls != nil) {
+		e.errf(maxReqPath, "applies to HTTP/1.1 upstream connections only in wasmesh (this cluster may use HTTP/2)")
+	}
 	compileDNS(e, c, cfg)
 	cfg.outlier = compileOutlier(e, c.GetOutlierDetection())
 	for i, hc := range c.GetHealthChecks() {
@@ -427,17 +434,25 @@ func compileBreakers(e *errs, cb *clusterv3.CircuitBreakers, cfg *config) {
 	}
 }
 
-func compileProtocol(e *errs, c *clusterv3.Cluster, cfg *config) {
+// compileProtocol reads the upstream protocol options; it returns the
+// field path of max_requests_per_connection when set.
+func compileProtocol(e *errs, c *clusterv3.Cluster, cfg *config) (maxReqPath string) {
 	cfg.protocol = protoHTTP1
 	cfg.idleTimeout = time.Hour
 	common := func(path string, o *corev3.HttpProtocolOptions) {
 		if o == nil {
 			return
 		}
-		e.only(path, o, "idle_timeout")
+		e.only(path, o, "idle_timeout", "max_requests_per_connection")
 		if o.GetIdleTimeout() != nil {
 			cfg.idleTimeout = o.GetIdleTimeout().AsDuration()
 		}
+		if v := o.GetMaxRequestsPerConnection(); v != nil {
+			cfg.maxRequestsPerConn, maxReqPath = v.GetValue(), at(path, "max_requests_per_connection")
+		}
+	}
+	if v := c.GetMaxRequestsPerConnection(); v != nil { //nolint:staticcheck // deprecated in v3, still read by Envoy
+		cfg.maxRequestsPerConn, maxReqPath = v.GetValue(), "max_requests_per_connection"
 	}
 	common("common_http_protocol_options", c.GetCommonHttpProtocolOptions())
 	if h1 := c.GetHttpProtocolOptions(); h1 != nil {
@@ -508,6 +523,7 @@ func compileProtocol(e *errs, c *clusterv3.Cluster, cfg *config) {
 			cfg.protocol = protoAuto
 		}
 	}
+	return maxReqPath
 }
 
 func compileH2(e *errs, path string, o *corev3.Http2ProtocolOptions) *http.HTTP2Config {

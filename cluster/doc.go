@@ -58,4 +58,8 @@
 //     Envoy's upstream default.
 //   - HTTP/2 clusters send requests with an Upgrade header over HTTP/1.1.
 //   - Health check connections do not count as upstream connections.
+//   - max_requests_per_connection (common_http_protocol_options, or the
+//     deprecated top-level field) closes an HTTP/1.1 connection after that
+//     many requests; a cluster that may use HTTP/2 refuses it by name (the
+//     HTTP/2 pool does not count streams).
 package cluster

@@ -60,7 +60,8 @@ type h1Conn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 
-	reused bool // served a request before the current one
+	reused bool   // served a request before the current one
+	served uint32 // requests started on the connection
 
 	// Guarded by t.mu.
 	inIdle    bool
@@ -432,6 +433,11 @@ const (
 func (pc *h1Conn) exchange(req *http.Request, rb *h1ReqBody) (*http.Response, int, error) {
 	pc.watch(req.Context())
 	pc.keepAlive = !req.Close && !hasToken(req.Header["Connection"], "close")
+	pc.served++
+	if m := pc.t.c.cfg.maxRequestsPerConn; m > 0 && pc.served >= m {
+		// max_requests_per_connection: this is the connection's last.
+		pc.keepAlive = false
+	}
 	pc.wstate.Store(wDone)
 	pc.werr = nil
 

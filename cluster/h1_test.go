@@ -21,7 +21,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // h1Cluster is a STATIC cluster of one host at addr (HTTP/1.1 upstream);
@@ -791,5 +793,56 @@ func TestH1EarlyResponse(t *testing.T) {
 				t.Fatalf("%d %q", resp.StatusCode, body)
 			}
 		})
+	}
+}
+
+// TestH1MaxRequestsPerConnection: max_requests_per_connection closes an
+// upstream connection after that many requests (also through the
+// deprecated top-level field), and an HTTP/2 cluster refuses it by name.
+func TestH1MaxRequestsPerConnection(t *testing.T) {
+	s := startCounting(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+	}))
+	c2 := func() *Cluster {
+		host, portS, _ := net.SplitHostPort(s.addr())
+		port, _ := strconv.Atoi(portS)
+		pc := &clusterv3.Cluster{
+			Name:                 "maxreq",
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			ConnectTimeout:       durationpb.New(time.Second),
+			CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+				MaxRequestsPerConnection: wrapperspb.UInt32(2),
+			},
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "maxreq",
+				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+							Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)}}}},
+					}},
+				}}}}},
+		}
+		m := NewManager(context.Background(), Options{})
+		t.Cleanup(func() { m.Close() })
+		if err := m.Add(context.Background(), pc); err != nil {
+			t.Fatal(err)
+		}
+		h2 := proto.Clone(pc).(*clusterv3.Cluster)
+		h2.Name = "maxreq-h2"
+		h2.LoadAssignment.ClusterName = "maxreq-h2"
+		h2.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+		err := m.Add(context.Background(), h2)
+		if err == nil || !strings.Contains(err.Error(), "common_http_protocol_options.max_requests_per_connection") {
+			t.Errorf("HTTP/2 cluster with max_requests_per_connection: err %v, want one naming the field", err)
+		}
+		return m.Get("maxreq")
+	}()
+	for i := 0; i < 5; i++ {
+		resp, got := roundTrip(t, c2, newReq(t, http.MethodGet, "/", nil))
+		if resp.StatusCode != 200 || string(got) != "ok" {
+			t.Fatalf("%d %q", resp.StatusCode, got)
+		}
+	}
+	if n := s.opened.Load(); n != 3 {
+		t.Fatalf("%d connections for 5 sequential requests at 2 per connection, want 3", n)
 	}
 }
