@@ -2,6 +2,7 @@ package kong
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
@@ -16,15 +17,27 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// Kong's traditional_compat router evaluates all routes in one priority
-// order, most significant first:
-//  1. priority points: one each for methods, hosts, headers and snis;
-//  2. routes without a wildcard host (plain hosts or none) before routes
-//     with any wildcard host;
-//  3. the number of headers;
-//  4. paths, each path of a route ranked on its own: regex paths first, by
-//     regex_priority (higher first), then prefix paths by length (longer
-//     first), then routes without paths.
+// Kong's traditional_compat router gives every route a 64-bit priority
+// and tries routes from the highest priority down (kong/router/compat.lua,
+// get_priority, moved to kong/router/transform.lua in later releases; the
+// ATC router walks its matchers by descending priority). Most significant
+// bits first:
+//
+//	bits 61-63  match weight: one each for non-empty methods, hosts,
+//	            headers, snis and paths
+//	bit  60     plain hosts only: the route has hosts and none of them
+//	            contains "*" (a route without hosts does not get it)
+//	bits 52-59  number of header names, at most 255
+//	bit  51     the path is a regex
+//	bits 19-50  regex_priority, for a regex path only
+//	bits  0-18  length of a prefix path (masked to 19 bits)
+//
+// A route with several paths is split first, one route per prefix length
+// and one for all its regex paths, each ranked with its own paths
+// (split_routes_and_services_by_path); ranking each path on its own gives
+// the same order. Kong's docs leave the order of equal priorities
+// undefined (the ATC router happens to use the route's UUID); here they
+// keep definition order.
 //
 // The translation keeps that single order: one virtual host "*" holds
 // every route once, sorted by it, each route carrying its hosts as an
@@ -36,55 +49,57 @@ type entry struct {
 	r     *Route
 	path  string // "" when the route has no paths
 	regex bool
-	seq   int // definition order, for stable ties
+	seq   int    // definition order, for stable ties
+	prio  uint64 // Kong's priority, see priority
 }
 
 func isWildcard(h string) bool { return strings.HasPrefix(h, "*") || strings.HasSuffix(h, "*") }
 
-// less is Kong's priority between two entries.
-func less(a, b entry) bool {
-	pa, pb := points(a.r), points(b.r)
-	if pa != pb {
-		return pa > pb
-	}
-	wa, wb := slices.ContainsFunc(a.r.Hosts, isWildcard), slices.ContainsFunc(b.r.Hosts, isWildcard)
-	if wa != wb {
-		return !wa
-	}
-	if ha, hb := len(a.r.Headers), len(b.r.Headers); ha != hb {
-		return ha > hb
-	}
-	ka, kb := pathRank(a), pathRank(b)
-	if ka != kb {
-		return ka > kb
-	}
-	switch {
-	case a.regex && b.regex && a.r.RegexPriority != b.r.RegexPriority:
-		return a.r.RegexPriority > b.r.RegexPriority
-	case !a.regex && !b.regex && len(a.path) != len(b.path):
-		return len(a.path) > len(b.path)
-	}
-	return a.seq < b.seq
-}
+// Bits of Kong's route priority.
+const (
+	prioWeightShift  = 61
+	prioPlainHostBit = 1 << 60
+	prioHeaderShift  = 52
+	prioRegexBit     = 1 << 51
+	prioRegexShift   = 19
+	prioLengthMask   = 0x7FFFF
+	maxHeaderCount   = 255
+)
 
-func pathRank(e entry) int {
-	switch {
-	case e.regex:
-		return 2
-	case e.path != "":
-		return 1
-	}
-	return 0
-}
-
-func points(r *Route) int {
-	n := 0
-	for _, l := range []int{len(r.Methods), len(r.Hosts), len(r.Headers), len(r.SNIs)} {
-		if l > 0 {
-			n++
+// priority is Kong's priority of one path of a route (path "" for a route
+// without paths). One difference: Kong shifts regex_priority into its 32
+// bits as is, so a negative value would spill into the bits above it;
+// here it is biased by 2^31 (clamped to 32 bits), so a higher
+// regex_priority always ranks first, as Kong's docs say.
+func priority(r *Route, path string, regex bool) uint64 {
+	var weight uint64
+	for _, n := range []int{len(r.Methods), len(r.Hosts), len(r.Headers), len(r.SNIs), len(r.Paths)} {
+		if n > 0 {
+			weight++
 		}
 	}
-	return n
+	p := weight << prioWeightShift
+	if len(r.Hosts) > 0 && !slices.ContainsFunc(r.Hosts, func(h string) bool { return strings.Contains(h, "*") }) {
+		p |= prioPlainHostBit
+	}
+	p |= uint64(min(len(r.Headers), maxHeaderCount)) << prioHeaderShift
+	switch {
+	case regex:
+		rp := int64(min(max(r.RegexPriority, math.MinInt32), math.MaxInt32)) + 1<<31
+		p |= prioRegexBit | uint64(rp)<<prioRegexShift
+	case path != "":
+		p |= uint64(len(path)) & prioLengthMask
+	}
+	return p
+}
+
+// less orders entries as Kong tries them: higher priority first, then
+// definition order.
+func less(a, b entry) bool {
+	if a.prio != b.prio {
+		return a.prio > b.prio
+	}
+	return a.seq < b.seq
 }
 
 func (t *translator) routeConfig() *routev3.RouteConfiguration {
@@ -94,14 +109,14 @@ func (t *translator) routeConfig() *routev3.RouteConfiguration {
 			continue // a disabled service's routes are not routed
 		}
 		if len(r.Paths) == 0 {
-			entries = append(entries, entry{r: r, seq: len(entries)})
+			entries = append(entries, entry{r: r, seq: len(entries), prio: priority(r, "", false)})
 		}
 		for _, p := range r.Paths {
 			re, isRe := strings.CutPrefix(p, "~")
 			if !isRe {
 				re = p
 			}
-			entries = append(entries, entry{r: r, path: re, regex: isRe, seq: len(entries)})
+			entries = append(entries, entry{r: r, path: re, regex: isRe, seq: len(entries), prio: priority(r, re, isRe)})
 		}
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return less(entries[i], entries[j]) })

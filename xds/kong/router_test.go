@@ -338,3 +338,160 @@ func TestPreserveHost(t *testing.T) {
 		}
 	}
 }
+
+// TestKongPriority covers the cases where Kong's traditional_compat
+// priority (kong/router/compat.lua get_priority, see router.go) orders
+// routes differently from ranking by methods/hosts/headers/snis points
+// alone: paths count as a match-weight point, only routes whose hosts are
+// all plain get the plain-host bit (a route without hosts does not), and
+// the plain-host bit and the header count rank above the regex bit,
+// regex_priority and path length. Each case is a kong.yml fragment, the
+// requests and the route Kong picks for each. The cases marked "same
+// before" also held with the points-only ranking; the others did not.
+func TestKongPriority(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		routes string
+		reqs   map[string]req // want → request (want may repeat with a suffix "/n")
+	}{
+		// get_priority adds one to match_weight for non-empty paths, as
+		// for methods: both routes weigh 1; neither has hosts, so no
+		// plain-host bit; the path's length (2) is the tie-breaker.
+		{"paths-only before methods-only", `
+- {name: methods, methods: [GET]}
+- {name: paths, paths: [/p]}`,
+			map[string]req{
+				"paths":   {host: "a", path: "/p/x"},
+				"methods": {host: "a", path: "/q"},
+			}},
+		// paths+methods weigh 2, hosts alone 1: match weight is the most
+		// significant field, above the plain-host bit. Same before.
+		{"paths+methods before hosts-only", `
+- {name: hosts, hosts: [example.com]}
+- {name: paths-methods, paths: [/api], methods: [GET]}`,
+			map[string]req{
+				"paths-methods": {host: "example.com", path: "/api/v1"},
+				"hosts/1":       {host: "example.com", path: "/other"},
+				"hosts/2":       {method: "POST", host: "example.com", path: "/api"},
+			}},
+		// A regex path weighs 1 like methods, and REGEX_URL_BIT is set.
+		{"regex-only before methods-only", `
+- {name: methods, methods: [GET]}
+- {name: regex, paths: ["~/r/\\d+"]}`,
+			map[string]req{
+				"regex":   {host: "a", path: "/r/1"},
+				"methods": {host: "a", path: "/r/x"},
+			}},
+		// paths+one header weighs 2, two headers alone weigh 1: match
+		// weight (bits 61-63) ranks above the header count (bits 52-59).
+		{"paths point outranks header count", `
+- {name: two-headers, headers: {x-a: ["1"], x-b: ["1"]}}
+- {name: path-header, paths: [/h], headers: {x-a: ["1"]}}`,
+			map[string]req{
+				"path-header": {host: "a", path: "/h", headers: []string{"x-a", "1", "x-b", "1"}},
+				"two-headers": {host: "a", path: "/other", headers: []string{"x-a", "1", "x-b", "1"}},
+			}},
+		// Equal weight (1 each): the header count decides before the
+		// paths do. Same before.
+		{"header count before path at equal weight", `
+- {name: path, paths: [/a/long/path]}
+- {name: header, headers: {x-a: ["1"]}}`,
+			map[string]req{
+				"header": {host: "a", path: "/a/long/path", headers: []string{"x-a", "1"}},
+				"path":   {host: "a", path: "/a/long/path"},
+			}},
+		// Both weigh 2 (hosts+paths, methods+paths): PLAIN_HOST_ONLY_BIT
+		// (bit 60) is set for the host route only, "type(hosts) ==
+		// table" and no "*", and ranks above the path length.
+		{"plain host before a longer hostless path", `
+- {name: hostless-long, methods: [GET], paths: [/api/v1]}
+- {name: host-short, hosts: [example.com], paths: [/api]}`,
+			map[string]req{
+				"host-short":    {host: "example.com", path: "/api/v1/users"},
+				"hostless-long": {host: "other.com", path: "/api/v1/users"},
+			}},
+		// Both weigh 2; the plain-host bit (60) ranks above the regex
+		// bit (51).
+		{"plain host prefix before hostless regex", `
+- {name: regex, methods: [GET], paths: ["~/api/\\d+"]}
+- {name: prefix, hosts: [example.com], paths: [/api]}`,
+			map[string]req{
+				"prefix": {host: "example.com", path: "/api/1"},
+				"regex":  {host: "other.com", path: "/api/1"},
+			}},
+		// Equal weight, no plain host on either side, no headers: a regex
+		// path ranks before a prefix path of any length. Same before.
+		{"regex before prefix at equal counts", `
+- {name: prefix, methods: [GET], paths: [/api/v1/users/long-prefix]}
+- {name: regex, methods: [GET], paths: ["~/api/v\\d+/users/l"]}`,
+			map[string]req{
+				"regex": {host: "a", path: "/api/v1/users/long-prefix"},
+			}},
+		// Both weigh 2, neither gets the plain-host bit (a wildcard host,
+		// no hosts): the longer path ranks first.
+		{"longer path first between wildcard and hostless", `
+- {name: hostless-short, methods: [GET], paths: [/]}
+- {name: wildcard-long, hosts: ["*.example.com"], paths: [/long]}`,
+			map[string]req{
+				"wildcard-long":    {host: "www.example.com", path: "/long/x"},
+				"hostless-short/1": {host: "www.example.com", path: "/short"},
+				"hostless-short/2": {host: "other.com", path: "/long/x"},
+			}},
+		// Each prefix length of a route is its own ATC route
+		// (split_routes_and_services_by_path), so one route's long path
+		// outranks another route's middle one and its short one does not.
+		// Same before.
+		{"paths of one route ranked by their own length", `
+- {name: both, methods: [GET], paths: [/a, /a/b/c]}
+- {name: mid, methods: [GET], paths: [/a/b]}`,
+			map[string]req{
+				"both/1": {host: "a", path: "/a/b/c/d"},
+				"mid":    {host: "a", path: "/a/b/x"},
+				"both/2": {host: "a", path: "/a/x"},
+			}},
+		// Same priority (weight 1, no plain-host bit, no path): Kong's
+		// docs leave the choice undefined; we keep definition order.
+		{"equal priority keeps definition order", `
+- {name: wildcard, hosts: ["*.example.com"]}
+- {name: methods, methods: [GET]}`,
+			map[string]req{
+				"wildcard": {host: "www.example.com", path: "/"},
+				"methods":  {host: "other.com", path: "/"},
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl := table(t, tc.routes)
+			for want, r := range tc.reqs {
+				want, _, _ = strings.Cut(want, "/")
+				if got, _, _ := matched(tbl, r); got != want {
+					t.Errorf("%s: matched %s, want %s", r, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestPriorityBits checks priority against the bit layout of Kong's
+// get_priority.
+func TestPriorityBits(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		r     Route
+		path  string
+		regex bool
+		want  uint64
+	}{
+		{"methods only", Route{Methods: []string{"GET"}}, "", false, 1 << 61},
+		{"prefix path", Route{Paths: []string{"/abc"}}, "/abc", false, 1<<61 | 4},
+		{"plain hosts and a path", Route{Hosts: []string{"a.com", "b.com"}, Paths: []string{"/"}}, "/", false, 2<<61 | 1<<60 | 1},
+		{"wildcard host", Route{Hosts: []string{"a.com", "*.b.com"}}, "", false, 1 << 61},
+		{"headers", Route{Headers: map[string][]string{"x-a": {"1"}, "x-b": {"2", "3"}}}, "", false, 1<<61 | 2<<52},
+		{"regex, priority 5", Route{Paths: []string{"~/x"}, RegexPriority: 5}, "/x", true, 1<<61 | 1<<51 | (1<<31+5)<<19},
+		{"regex, priority -1", Route{Paths: []string{"~/x"}, RegexPriority: -1}, "/x", true, 1<<61 | 1<<51 | (1<<31-1)<<19},
+		{"all five", Route{Methods: []string{"GET"}, Hosts: []string{"a.com"}, Headers: map[string][]string{"x": {"1"}}, SNIs: []string{"a.com"}, Paths: []string{"/ab"}}, "/ab", false, 5<<61 | 1<<60 | 1<<52 | 3},
+	} {
+		if got := priority(&tc.r, tc.path, tc.regex); got != tc.want {
+			t.Errorf("%s: priority %#x, want %#x", tc.name, got, tc.want)
+		}
+	}
+}
