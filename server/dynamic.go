@@ -52,6 +52,9 @@ func (s *Server) StartXDS(ctx context.Context) error {
 	cfg.Stats = xdsStats{s.Stats}
 	cfg.Secrets = s.dyn.startSDS()
 	cfg.StaticListeners = s.bootstrap.GetStaticResources().GetListeners()
+	if s.rdsProvider() != nil {
+		cfg.Sources = s.dyn.routes.sources
+	}
 	c := client.New(cfg, s.XDSDataPlane())
 	s.dyn.mu.Lock()
 	s.dyn.version = c.Version
@@ -240,12 +243,24 @@ func (d dynamicPlane) ForgetExtensionConfigs(names []string) { d.s.dyn.routes.fo
 var routerAny, _ = anypb.New(&routerv3.Router{})
 
 // rdsProvider is the connection managers' source of RDS route
-// configurations; nil without an ADS stream to fetch them on.
+// configurations and ECDS filter configurations; nil without
+// dynamic_resources (no xDS client to fetch them).
 func (s *Server) rdsProvider() hcm.RouteProvider {
-	if s.bootstrap.GetDynamicResources().GetAdsConfig() == nil {
+	dr := s.bootstrap.GetDynamicResources()
+	if dr == nil {
 		return nil
 	}
+	s.dyn.routes.sourcesOnce.Do(func() {
+		s.dyn.routes.sources = client.NewSources(s.clusterGRPCDialer, dr.GetAdsConfig() != nil)
+	})
 	return &s.dyn.routes
+}
+
+// CheckConfigSource implements hcm.SourceChecker: the config source of a
+// connection manager's RDS or of an HTTP filter's ECDS is `ads: {}` or an
+// api_config_source, the first one seen for the type being the one used.
+func (r *routeRegistry) CheckConfigSource(typeURL string, cs *corev3.ConfigSource) error {
+	return r.sources.Use(typeURL, cs)
 }
 
 // routeRegistry holds the route configurations accepted over RDS and the
@@ -260,6 +275,10 @@ type routeRegistry struct {
 	// ECDS, by extension config name.
 	filters        map[string]filterEntry
 	filterWatchers map[string]map[*routeWatch]struct{}
+	// sources picks the config source of RDS and ECDS (the xDS client
+	// requests their names there); set once by rdsProvider.
+	sources     *client.Sources
+	sourcesOnce sync.Once
 }
 
 type routeEntry struct {

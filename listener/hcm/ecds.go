@@ -40,8 +40,9 @@ func (f discoveredFilter) check(tc *corev3.TypedExtensionConfig) error {
 }
 
 // discoveredFilters lists and checks the config_discovery entries of
-// http_filters: config_source `ads: {}`, type_urls, default_config of one
-// of them.
+// http_filters: the shape of config_source (`ads: {}` or an
+// api_config_source, which watch checks with the provider), type_urls,
+// default_config of one of them.
 func discoveredFilters(filters []*hcmv3.HttpFilter) ([]discoveredFilter, error) {
 	var out []discoveredFilter
 	var errs []error
@@ -53,10 +54,11 @@ func discoveredFilters(filters []*hcmv3.HttpFilter) ([]discoveredFilter, error) 
 		f := discoveredFilter{index: i, name: hf.GetName(), cd: cd}
 		p := f.path()
 		errs = append(errs, protocheck.Only(p, cd, "config_source", "default_config", "apply_default_config_without_warming", "type_urls")...)
+		// The config source is checked against the provider in watch.
 		cs := cd.GetConfigSource()
-		errs = append(errs, protocheck.Only(p+".config_source", cs, "ads", "initial_fetch_timeout", "resource_api_version")...)
-		if cs.GetAds() == nil {
-			errs = append(errs, fmt.Errorf("%s.config_source.ads: required (extension configs are discovered over ADS only)", p))
+		errs = append(errs, protocheck.Only(p+".config_source", cs, "ads", "api_config_source", "initial_fetch_timeout", "resource_api_version")...)
+		if cs.GetAds() == nil && cs.GetApiConfigSource() == nil {
+			errs = append(errs, fmt.Errorf("%s.config_source: ads or api_config_source is required", p))
 		}
 		if v := cs.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
 			errs = append(errs, fmt.Errorf("%s.config_source.resource_api_version: %s is not supported (V3 is)", p, v))

@@ -160,23 +160,65 @@ func (s *routeSet) swap(next *routeSnapshot) {
 	s.old.Store(&keep)
 }
 
+// SourceChecker is implemented by a RouteProvider that fetches route and
+// extension configurations from config sources other than ADS.
+// CheckConfigSource accepts the config_source a connection manager gives
+// for typeURL (TypeRouteConfiguration or TypeExtensionConfig), or says
+// why not, naming the field under the config source (an unsupported
+// api_config_source field, a second source for the same type).
+type SourceChecker interface {
+	CheckConfigSource(typeURL string, cs *corev3.ConfigSource) error
+}
+
+// Type URLs a SourceChecker is asked about.
+const (
+	TypeRouteConfiguration = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	TypeExtensionConfig    = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+)
+
+// checkConfigSource checks the config_source of RDS or ECDS at path: `ads:
+// {}` or, when the provider checks sources, an api_config_source;
+// initial_fetch_timeout and resource_api_version V3.
+func checkConfigSource(path, what, typeURL string, cs *corev3.ConfigSource, p RouteProvider) []error {
+	errs := protocheck.Only(path, cs, "ads", "api_config_source", "initial_fetch_timeout", "resource_api_version")
+	sc, checks := p.(SourceChecker)
+	switch {
+	case cs.GetAds() != nil:
+	case cs.GetApiConfigSource() != nil && checks:
+	case cs.GetApiConfigSource() != nil:
+		errs = append(errs, fmt.Errorf("%s.api_config_source: not supported here (%s over ADS only: ads)", path, what))
+	default:
+		errs = append(errs, fmt.Errorf("%s: ads or api_config_source is required", path))
+	}
+	if v := cs.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
+		errs = append(errs, fmt.Errorf("%s.resource_api_version: %s is not supported (V3 is)", path, v))
+	}
+	if len(errs) == 0 && checks {
+		if err := sc.CheckConfigSource(typeURL, cs); err != nil {
+			list := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				list = j.Unwrap()
+			}
+			for _, e := range list {
+				errs = append(errs, fmt.Errorf("%s.%w", path, e))
+			}
+		}
+	}
+	return errs
+}
+
 // compileRDS checks the rds route specifier: route_config_name, and a
-// config_source that is `ads: {}`.
+// config_source that is `ads: {}` or an api_config_source the provider
+// accepts.
 func compileRDS(rds *hcmv3.Rds, d Deps) error {
 	errs := protocheck.Only("rds", rds, "config_source", "route_config_name")
 	if rds.GetRouteConfigName() == "" {
 		errs = append(errs, errors.New("rds.route_config_name: required"))
 	}
-	cs := rds.GetConfigSource()
-	errs = append(errs, protocheck.Only("rds.config_source", cs, "ads", "initial_fetch_timeout", "resource_api_version")...)
-	if cs.GetAds() == nil {
-		errs = append(errs, errors.New("rds.config_source.ads: required (routes are discovered over ADS only)"))
-	}
-	if v := cs.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
-		errs = append(errs, fmt.Errorf("rds.config_source.resource_api_version: %s is not supported (V3 is)", v))
-	}
 	if d.RDS == nil {
-		errs = append(errs, errors.New("rds: route discovery needs dynamic_resources.ads_config"))
+		errs = append(errs, errors.New("rds: route discovery needs dynamic_resources"))
+	} else {
+		errs = append(errs, checkConfigSource("rds.config_source", "routes are discovered", TypeRouteConfiguration, rds.GetConfigSource(), d.RDS)...)
 	}
 	return errors.Join(errs...)
 }
@@ -187,7 +229,14 @@ func compileRDS(rds *hcmv3.Rds, d Deps) error {
 // warming).
 func (m *Manager) watch(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) error {
 	if d.RDS == nil {
-		return errors.New("http_filters: config_discovery needs dynamic_resources.ads_config")
+		return errors.New("http_filters: config_discovery needs dynamic_resources")
+	}
+	var srcErrs []error
+	for _, f := range m.discovery {
+		srcErrs = append(srcErrs, checkConfigSource(f.path()+".config_source", "extension configs are discovered", TypeExtensionConfig, f.cd.GetConfigSource(), d.RDS)...)
+	}
+	if len(srcErrs) > 0 {
+		return errors.Join(srcErrs...)
 	}
 	m.rdsName = cfg.GetRds().GetRouteConfigName()
 	if m.rdsName != "" && d.Stats != nil {

@@ -137,6 +137,7 @@ func New(cfg Config, dp DataPlane) *Client {
 		sec.resolve, sec.hasADS = cfg.Resolve, cfg.HasADS
 		sec.mu.Unlock()
 	}
+	c.noteListenerSources(cfg.StaticListeners)
 	c.listenersApplied()
 	for _, s := range []struct{ url, prefix string }{
 		{TypeCluster, "cluster_manager.cds."},

@@ -83,6 +83,10 @@ type Config struct {
 	// Secrets receives the secrets delivered over SDS; New makes one
 	// when nil.
 	Secrets *Secrets
+	// Sources picks the config sources of RDS and ECDS (the first one
+	// seen for each type); New makes one from Resolve and HasADS when
+	// nil.
+	Sources *Sources
 	Stats   Stats
 }
 
@@ -119,6 +123,9 @@ func (c *Config) defaults() {
 	}
 	if c.Secrets == nil {
 		c.Secrets = NewSecrets()
+	}
+	if c.Sources == nil {
+		c.Sources = newSources(c.Resolve, c.HasADS || (c.Resolve == nil && c.Target != ""))
 	}
 }
 

@@ -120,6 +120,7 @@ func (c *Client) ecdsNames() []string {
 	if !c.ecdsEnabled() {
 		return nil
 	}
+	c.typeChannel(TypeExtensionConfig)
 	e := c.ecdsState()
 	var names []string
 	for n := range e.active {

@@ -122,6 +122,7 @@ func (c *Client) rdsNames() []string {
 	if !c.routesEnabled() {
 		return nil
 	}
+	c.typeChannel(TypeRoute)
 	var names []string
 	for n := range c.rdsActive {
 		names = append(names, n)
@@ -163,6 +164,7 @@ func (c *Client) noteListenerRoutes(resp any) {
 		return
 	}
 	c.ldsAnswered = true
+	c.noteListenerSources(ls)
 	if len(c.held) == 0 {
 		// What was noted before belongs to handled responses.
 		c.rdsHeld = nil

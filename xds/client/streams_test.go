@@ -19,6 +19,7 @@ import (
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	extensionservice "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	runtimeservice "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
@@ -125,6 +126,7 @@ func (cp *fullPlane) serve(addr string) {
 	routeservice.RegisterRouteDiscoveryServiceServer(g, srv)
 	secretservice.RegisterSecretDiscoveryServiceServer(g, srv)
 	runtimeservice.RegisterRuntimeDiscoveryServiceServer(g, srv)
+	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(g, srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
