@@ -5,8 +5,9 @@
 // configurations (RDS, by the names the listeners' connection managers
 // give in rds.route_config_name).
 //
-// CDS, LDS and EDS may instead come from separate config sources, each on
-// its own stream or REST poller (see Config sources below).
+// CDS, LDS, EDS, SDS, RTDS, RDS and ECDS may instead come from separate
+// config sources, each on its own stream or REST poller (see Config
+// sources below).
 //
 // The client owns the protocol: subscriptions, ACK with version_info and
 // response_nonce, NACK with error_detail naming the resource and the field
@@ -52,8 +53,15 @@
 //     same whatever the transport; each stream backs off and reconnects on
 //     its own. The EDS clusters of a data plane share one config source
 //     (a cluster naming another is rejected, naming
-//     eds_cluster_config.eds_config), and the SDS secrets one too. RDS and
-//     ECDS are over ADS only (listener/hcm checks their config_source).
+//     eds_cluster_config.eds_config), and the SDS secrets one too. RDS
+//     and ECDS likewise (sources.go): a connection manager's
+//     rds.config_source and its HTTP filters' config_discovery
+//     config_source are checked when it compiles (listener/hcm asks
+//     Sources.Use through the server); the first valid source seen for
+//     the type (in an arriving LDS response, a static listener, or at
+//     compile) is taken before its names are requested and kept; a
+//     second one fails the listener naming the field. The type's channel
+//     opens when its names are first due.
 //     Resource types: Cluster, ClusterLoadAssignment, Listener,
 //     RouteConfiguration, Secret, TypedExtensionConfig and Runtime;
 //     other type URLs in a response are NACKed.
