@@ -4,11 +4,22 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/wasmesh/wasmesh/filterchain"
+	"github.com/wasmesh/wasmesh/filterchain/router"
+	"github.com/wasmesh/wasmesh/stats"
+	"github.com/wasmesh/wasmesh/xds/bootstrap"
 )
 
 // TestH2Codec drives the HTTP/2 codec (cleartext, prior knowledge) with
@@ -108,4 +119,74 @@ type unexpected struct {
 
 func (u *unexpected) Error() string {
 	return u.proto + " " + http.StatusText(u.status) + " " + u.body
+}
+
+// FuzzH2Conn feeds arbitrary frames to the HTTP/2 server after a valid
+// preface and SETTINGS: whatever the peer sends, the connection must end
+// (or keep serving) without a panic, and ServeConn must return once the
+// peer is gone.
+func FuzzH2Conn(f *testing.F) {
+	var buf bytes.Buffer
+	fr := http2.NewFramer(&buf, nil)
+	var hb bytes.Buffer
+	he := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "GET"}, {":path", "/direct"}, {":scheme", "http"}, {":authority", "x"}} {
+		_ = he.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	f.Add(append([]byte(nil), buf.Bytes()...))
+	buf.Reset()
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: hb.Bytes(), EndHeaders: true})
+	_ = fr.WriteData(3, false, []byte("hello"))
+	_ = fr.WriteRSTStream(3, http2.ErrCodeCancel)
+	_ = fr.WriteWindowUpdate(0, 1<<20)
+	_ = fr.WritePing(false, [8]byte{1})
+	_ = fr.WriteData(5, true, []byte("orphan"))
+	f.Add(append([]byte(nil), buf.Bytes()...))
+	f.Add([]byte{0, 0, 4, 1, 4, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 0, 0, 9, 0, 0, 0, 0, 1})
+
+	m := fuzzManager(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		srv := m.NewH1Server(zap.NewNop())
+		client, server := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			srv.ServeConn(server)
+		}()
+		go io.Copy(io.Discard, client)
+		var pre bytes.Buffer
+		pre.WriteString(http2.ClientPreface)
+		_ = http2.NewFramer(&pre, nil).WriteSettings()
+		_ = client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		_, _ = client.Write(pre.Bytes())
+		_, _ = client.Write(data)
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("ServeConn did not return after the peer closed")
+		}
+		srv.Close()
+	})
+}
+
+// fuzzManager compiles a connection manager with a direct response route
+// and HTTP/2 as its only codec.
+func fuzzManager(tb testing.TB) *Manager {
+	tb.Helper()
+	cfg := &hcmv3.HttpConnectionManager{}
+	if err := bootstrap.Parse([]byte(benchHCM+"\ncodec_type: HTTP2\n"), cfg, false); err != nil {
+		tb.Fatal(err)
+	}
+	reg := filterchain.NewRegistry()
+	router.Register(reg)
+	m, err := Compile(context.Background(), cfg, Deps{Logger: zap.NewNop(), Registry: reg, Stats: stats.New(stats.Options{}),
+		Env: &filterchain.Env{Values: map[string]any{}}, ClusterExists: func(string) bool { return false }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.Close)
+	return m
 }
