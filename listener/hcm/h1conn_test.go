@@ -323,3 +323,34 @@ http_filters:
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 `
+
+// TestServerHeaderTransformation: OVERWRITE (default) always sends
+// server_name, APPEND_IF_ABSENT only when the response has no server
+// header, PASS_THROUGH never adds or changes one (Envoy's semantics).
+func TestServerHeaderTransformation(t *testing.T) {
+	for _, tc := range []struct {
+		mode             string
+		direct, upstream string // want server header for a direct response / an upstream that sends one
+	}{
+		{"OVERWRITE", "envoy", "envoy"},
+		{"APPEND_IF_ABSENT", "envoy", "upstream-srv"},
+		{"PASS_THROUGH", "", "upstream-srv"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			f := newFixture(t, baseHCM+"\nserver_header_transformation: "+tc.mode+"\n")
+			for path, want := range map[string]string{"/direct": tc.direct, "/with-server": tc.upstream} {
+				for _, c := range []*http.Client{f.client, f.h2c} {
+					resp, err := c.Get(f.url + path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if got := resp.Header.Get("Server"); got != want {
+						t.Errorf("%s %s: server %q, want %q", resp.Proto, path, got, want)
+					}
+				}
+			}
+		})
+	}
+}

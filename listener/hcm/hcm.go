@@ -92,7 +92,7 @@ type Manager struct {
 	serverName        string
 	serverValue       []string
 	h2                h2Settings
-	serverPassThrough bool
+	serverMode        hcmv3.HttpConnectionManager_ServerHeaderTransformation
 	// Timeouts.
 	StreamIdleTimeout     time.Duration
 	RequestTimeout        time.Duration
@@ -175,7 +175,7 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 		alwaysSetRID:          cfg.GetAlwaysSetRequestIdInResponse(),
 		via:                   cfg.GetVia(),
 		serverName:            cfg.GetServerName(),
-		serverPassThrough:     cfg.GetServerHeaderTransformation() == hcmv3.HttpConnectionManager_PASS_THROUGH,
+		serverMode:            cfg.GetServerHeaderTransformation(),
 		StreamIdleTimeout:     5 * time.Minute,
 		RequestHeadersTimeout: 0,
 		IdleTimeout:           time.Hour,
@@ -420,4 +420,17 @@ func (l *LogFiles) Close() {
 		}
 	}
 	l.files = map[string]*logFile{}
+}
+
+// setServer applies server_header_transformation: OVERWRITE sets server to
+// server_name, APPEND_IF_ABSENT only when the response has none,
+// PASS_THROUGH leaves the response's own (or none) as it is.
+func (m *Manager) setServer(present bool) bool {
+	switch m.serverMode {
+	case hcmv3.HttpConnectionManager_PASS_THROUGH:
+		return false
+	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
+		return !present
+	}
+	return true
 }

@@ -68,6 +68,9 @@ func newFixture(t *testing.T, hcmYAML string) *fixture {
 			hangEnded <- struct{}{}
 			return
 		}
+		if r.URL.Path == "/with-server" {
+			w.Header().Set("Server", "upstream-srv")
+		}
 		w.Header().Set("x-upstream-path", r.URL.RequestURI())
 		w.Header().Set("x-upstream-host", r.Host)
 		if r.URL.Path == "/fail" {

@@ -704,7 +704,7 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 		k := header.Canonical(f.Key)
 		wh[k] = append(wh[k], f.Value)
 	}
-	if !m.serverPassThrough || wh.Get("Server") == "" {
+	if m.setServer(wh.Get("Server") != "") {
 		// One shared, full slice: an append copies, nothing writes into it.
 		wh["Server"] = m.serverValue
 	}
@@ -746,7 +746,7 @@ func (s *stream) writeMapHeaders(hw codecWriter, h *header.Map, trailer http.Hea
 	if v, ok := h.Get(":status"); ok {
 		status, _ = strconv.Atoi(v)
 	}
-	if v, ok := h.Get("server"); !m.serverPassThrough || !ok || v == "" {
+	if v, ok := h.Get("server"); m.setServer(ok && v != "") {
 		h.Set("server", m.serverName)
 	}
 	if m.alwaysSetRID {
