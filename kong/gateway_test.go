@@ -150,6 +150,11 @@ func TestWalkThrough(t *testing.T) {
 	if resp.Header.Get("Via") != "1.1 kong/"+Version || resp.StatusCode != 200 {
 		t.Fatalf("status %d Via %q body %q", resp.StatusCode, resp.Header.Get("Via"), body)
 	}
+	// Kong passes the upstream's Server header on (this upstream sends
+	// none) and names itself only in the responses it makes.
+	if s := resp.Header.Values("Server"); len(s) != 0 {
+		t.Errorf("proxied response Server %q, want none (the upstream sent none)", s)
+	}
 }
 
 func TestAdminAPI(t *testing.T) {

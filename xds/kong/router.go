@@ -124,7 +124,7 @@ func (t *translator) routeConfig() *routev3.RouteConfiguration {
 	for _, e := range entries {
 		vh.Routes = append(vh.Routes, t.routes(e)...)
 	}
-	vh.Routes = append(vh.Routes, noRoute())
+	vh.Routes = append(vh.Routes, t.noRoute())
 	return &routev3.RouteConfiguration{
 		Name:         RouteConfigName,
 		VirtualHosts: []*routev3.VirtualHost{vh},
@@ -186,8 +186,14 @@ func hostsMatch(hosts []string) *routev3.HeaderMatcher {
 	}})
 }
 
-// noRoute is Kong's answer when no route matches.
-func noRoute() *routev3.Route {
+// noRoute is Kong's answer when no route matches; Kong names itself in
+// the Server header of the responses it makes (with server_tokens).
+func (t *translator) noRoute() *routev3.Route {
+	hdrs := []*corev3.HeaderValueOption{jsonContentType()}
+	if v := t.serverToken(); v != "" {
+		hdrs = append(hdrs, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "server", Value: v},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
+	}
 	return &routev3.Route{
 		Name:  "kong.no_route",
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
@@ -195,8 +201,25 @@ func noRoute() *routev3.Route {
 			Status: 404,
 			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: NoRouteBody}},
 		}},
-		ResponseHeadersToAdd: []*corev3.HeaderValueOption{jsonContentType()},
+		ResponseHeadersToAdd: hdrs,
 	}
+}
+
+// serverToken is the Server value of Kong's own responses ("kong/3.9.0"),
+// "" when the headers setting leaves server_tokens out.
+func (t *translator) serverToken() string {
+	hs := t.opts.Headers
+	if len(hs) == 0 {
+		hs = []string{"server_tokens", "latency_tokens"}
+	}
+	if slices.Contains(hs, "off") || !slices.Contains(hs, "server_tokens") && !slices.Contains(hs, "Server") {
+		return ""
+	}
+	version := t.opts.Version
+	if version == "" {
+		version = "3.9.0"
+	}
+	return "kong/" + version
 }
 
 func jsonContentType() *corev3.HeaderValueOption {

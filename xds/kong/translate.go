@@ -293,6 +293,9 @@ func (t *translator) listener(i int, addr string, rc *routev3.RouteConfiguration
 		// Kong appends the client address to X-Forwarded-For and sets
 		// X-Forwarded-Proto from the connection.
 		UseRemoteAddress: wrapperspb.Bool(true),
+		// Kong passes the upstream's Server header on (and adds none); its
+		// own responses carry server_tokens' value (noRoute).
+		ServerHeaderTransformation: hcmv3.HttpConnectionManager_PASS_THROUGH,
 	}
 	hcmFilter := []*listenerv3.Filter{{
 		Name:       "envoy.filters.network.http_connection_manager",
