@@ -1,6 +1,7 @@
 # wasmesh — the two commands a fresh machine needs:
-#   make run    runs the main job: the gateway on :10000 with the example
-#               Proxy-Wasm filter in front of an embedded upstream
+#   make run    runs the main job: Kong's Proxy-Wasm walk-through, the gateway
+#               on :8000 (Admin API 127.0.0.1:8001) with the example filter in
+#               front of an embedded upstream
 #   make test   installs what the tests need and runs the whole suite
 # .ci/run calls `make test`.
 
@@ -16,25 +17,30 @@ export PATH := /usr/local/go/bin:$(PATH)
 BUILD_ENV := CGO_ENABLED=0
 BUILD_FLAGS := -trimpath -tags grpcnotrace -ldflags='-s -w'
 
-.PHONY: all build run demo kong-demo serve test deps deps-debian check-wasm wasm vet bench
+.PHONY: all build run envoy demo kong-demo serve test deps deps-debian check-wasm wasm vet bench
 
 all: build
 
 build:
 	$(BUILD_ENV) $(GO) build $(BUILD_FLAGS) -o bin/wasmesh ./cmd/wasmesh
 
+# run is Kong's Proxy-Wasm walk-through (examples/kong) in Kong gateway
+# mode, with an embedded default upstream on 127.0.0.1:8080.
 run:
+	KONG_WASM=on KONG_DATABASE=off KONG_WASM_FILTERS_PATH=examples/kong/filters \
+	KONG_DECLARATIVE_CONFIG=examples/kong/config/kong.yml \
+	$(BUILD_ENV) $(GO) run $(BUILD_FLAGS) ./cmd/wasmesh kong start --demo-upstream 127.0.0.1:8080
+
+# envoy starts wasmesh as Envoy would be started, on an Envoy bootstrap:
+# the same filter on :10000 in front of an embedded upstream, admin :9901.
+envoy:
 	$(BUILD_ENV) $(GO) run $(BUILD_FLAGS) ./cmd/wasmesh -c examples/envoy/greeting.yaml
 
 demo:
 	$(GO) run ./cmd/wasmesh demo
 
-# kong-demo runs Kong's Proxy-Wasm walk-through (examples/kong) in Kong
-# gateway mode: proxy on :8000, Admin API on 127.0.0.1:8001.
-kong-demo:
-	KONG_WASM=on KONG_DATABASE=off KONG_WASM_FILTERS_PATH=examples/kong/filters \
-	KONG_DECLARATIVE_CONFIG=examples/kong/config/kong.yml \
-	$(GO) run ./cmd/wasmesh kong start --demo-upstream 127.0.0.1:8080
+# kong-demo is the former name of run.
+kong-demo: run
 
 serve:
 	$(GO) run ./cmd/wasmesh demo -serve
