@@ -72,11 +72,13 @@ type h1Conn struct {
 	// The current request.
 	ctx        context.Context
 	stopCancel func() bool // stops the context.AfterFunc; nil when none
-	abortFn    func()      // pc.abort, made once
-	keepAlive  bool        // the exchange allows reuse (no Connection: close either way)
-	wstate     atomic.Int32
-	werr       error // set by the body writer before wstate becomes wFailed
-	closed     atomic.Bool
+	// deadlineSet: the connection carries the request's deadline.
+	deadlineSet bool
+	abortFn     func() // pc.abort, made once
+	keepAlive   bool   // the exchange allows reuse (no Connection: close either way)
+	wstate      atomic.Int32
+	werr        error // set by the body writer before wstate becomes wFailed
+	closed      atomic.Bool
 }
 
 // States of the request body writer goroutine (wstate).
@@ -313,11 +315,36 @@ func (pc *h1Conn) connClosed() {
 	t.mu.Unlock()
 }
 
+// deadlineContext is a context that only adds a deadline to another (the
+// router's route and per-try timeouts): the pool puts the deadline on the
+// connection and watches the parent for cancellation, so the context never
+// has to make a timer and a channel of its own.
+type deadlineContext interface {
+	context.Context
+	DeadlineParent() context.Context
+}
+
 // watch makes the request's context abort blocked reads and writes on the
-// connection.
+// connection: its deadline, when it only adds one, is the connection's;
+// its cancellation runs abort.
 func (pc *h1Conn) watch(ctx context.Context) {
 	pc.ctx = ctx
 	pc.stopCancel = nil
+	pc.deadlineSet = false
+	if dc, ok := ctx.(deadlineContext); ok {
+		if d, ok := dc.Deadline(); ok {
+			_ = pc.conn.SetDeadline(d)
+			pc.deadlineSet = true
+		}
+		ctx = dc.DeadlineParent()
+		for {
+			dc, ok := ctx.(deadlineContext)
+			if !ok {
+				break
+			}
+			ctx = dc.DeadlineParent()
+		}
+	}
 	if ctx.Done() != nil {
 		if pc.abortFn == nil {
 			pc.abortFn = pc.abort
@@ -331,11 +358,17 @@ func (pc *h1Conn) abort() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
 // unwatch detaches the context; false when it already fired (the
 // connection's deadline is spent and it cannot be reused).
 func (pc *h1Conn) unwatch() bool {
-	if pc.stopCancel == nil {
-		return true
+	ok := true
+	if pc.stopCancel != nil {
+		ok = pc.stopCancel()
+		pc.stopCancel = nil
 	}
-	ok := pc.stopCancel()
-	pc.stopCancel = nil
+	if pc.deadlineSet {
+		pc.deadlineSet = false
+		if ok {
+			_ = pc.conn.SetDeadline(time.Time{})
+		}
+	}
 	return ok
 }
 

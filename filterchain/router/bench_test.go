@@ -28,7 +28,7 @@ import (
 // rawUpstream answers every body-less request with the same small
 // response, reading and writing raw bytes, so that a benchmark measures the
 // proxy side rather than the server.
-func rawUpstream(b *testing.B) string {
+func rawUpstream(b testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -94,7 +94,7 @@ func (r benchClusters) RoundTrip(name string, req *http.Request, lb router.LBCon
 	return resp, addr, nil
 }
 
-func compileRouter(b *testing.B, clusters router.Clusters, suppress bool) *router.Config {
+func compileRouter(b testing.TB, clusters router.Clusters, suppress bool) *router.Config {
 	b.Helper()
 	raw := fmt.Sprintf(`{"@type": %q, "suppress_envoy_headers": %v}`, router.TypeURL, suppress)
 	cfg, err := router.CompileForTest(raw, clusters)
@@ -185,7 +185,7 @@ virtual_hosts:
 	}
 }
 
-func unmarshalYAML(b *testing.B, y string, m proto.Message) {
+func unmarshalYAML(b testing.TB, y string, m proto.Message) {
 	b.Helper()
 	j, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {

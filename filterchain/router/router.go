@@ -217,33 +217,43 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 		lb.Hash, lb.HasHash = a.Hash.Hash(route.HashInput{Headers: h, RemoteAddr: info.DownstreamRemote.Addr()})
 	}
 
-	ctx := s.Context
-	var cancel context.CancelFunc = func() {}
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-	}
 	start := time.Now()
 	info.UpstreamStart = start
+	// The route timeout and the per-try timeouts are deadlines on the
+	// request's context (deadlineCtx: no timer or channel unless a consumer
+	// asks for Done).
+	ctx := s.Context
+	var routeCtx *deadlineCtx
+	if timeout > 0 {
+		if routeCtx = withDeadline(ctx, start.Add(timeout)); routeCtx != nil {
+			ctx = routeCtx
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		info.Attempts = attempt + 1
-		tryCtx, tryCancel := ctx, context.CancelFunc(func() {})
+		tryCtx := ctx
+		var try *deadlineCtx
 		if perTry > 0 {
-			tryCtx, tryCancel = context.WithTimeout(ctx, perTry)
+			if try = withDeadline(ctx, time.Now().Add(perTry)); try != nil {
+				// Its own deadline is the earlier: it needs only the
+				// stream's cancellation.
+				try.Context = s.Context
+				tryCtx = try
+			}
 		}
 		req, err := buildRequest(tryCtx, h, r)
 		if err != nil {
-			tryCancel()
-			cancel()
+			stopBoth(routeCtx, try)
 			return nil, &filterchain.LocalReply{Status: http.StatusBadRequest, Details: "invalid_path", GRPCStatus: -1}
 		}
 		resp, host, err := c.clusters.RoundTrip(cluster, req, lb)
 		info.UpstreamHost = host
 		if err != nil {
-			tryCancel()
+			stopBoth(nil, try)
 			reason := resetReason(err)
 			timedOut := errors.Is(err, context.DeadlineExceeded)
 			if timedOut && ctx.Err() != nil {
-				cancel()
+				stopBoth(routeCtx, nil)
 				info.ResponseFlags |= filterchain.FlagUpstreamRequestTimeout
 				return nil, &filterchain.LocalReply{Status: http.StatusGatewayTimeout, Body: []byte("upstream request timeout"), Details: "upstream_response_timeout", GRPCStatus: 4}
 			}
@@ -251,7 +261,7 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 				backoff(ctx, policy, attempt)
 				continue
 			}
-			cancel()
+			stopBoth(routeCtx, nil)
 			return nil, c.failureReply(info, err, timedOut, attempt > 0 && attempt >= numRetries && numRetries > 0)
 		}
 		if retryOn != 0 && numRetries > 0 && s.Context.Err() == nil {
@@ -264,7 +274,7 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 				if attempt < numRetries {
 					io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 					resp.Body.Close()
-					tryCancel()
+					stopBoth(nil, try)
 					backoff(ctx, policy, attempt)
 					continue
 				}
@@ -276,12 +286,13 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 		if !c.suppressEnvoy {
 			resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 		}
-		release := func() { tryCancel(); cancel() }
-		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-			// An upgraded connection: keep Write for the tunnel.
-			resp.Body = &cancelOnCloseRW{ReadWriteCloser: rwc, cancel: release}
-		} else {
-			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: release}
+		if routeCtx != nil || try != nil {
+			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection: keep Write for the tunnel.
+				resp.Body = &stopBodyRW{ReadWriteCloser: rwc, route: routeCtx, try: try}
+			} else {
+				resp.Body = &stopBody{ReadCloser: resp.Body, route: routeCtx, try: try}
+			}
 		}
 		return resp, nil
 	}
@@ -416,28 +427,6 @@ func responseHeaderMap(resp *http.Response) *header.Map {
 		}
 	}
 	return m
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel func()
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
-}
-
-type cancelOnCloseRW struct {
-	io.ReadWriteCloser
-	cancel func()
-}
-
-func (c *cancelOnCloseRW) Close() error {
-	err := c.ReadWriteCloser.Close()
-	c.cancel()
-	return err
 }
 
 // emptyBody is an empty request body that net/http will not replay.
