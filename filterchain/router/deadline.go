@@ -98,10 +98,23 @@ func (c *deadlineCtx) stop() {
 // withDeadline adds deadline d to parent; nil when parent already ends by
 // then (parent serves as is).
 func withDeadline(parent context.Context, d time.Time) *deadlineCtx {
-	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
+	if !needDeadline(parent, d) {
 		return nil
 	}
 	return &deadlineCtx{Context: parent, deadline: d}
+}
+
+// needDeadline reports whether parent may outlive d.
+func needDeadline(parent context.Context, d time.Time) bool {
+	pd, ok := parent.Deadline()
+	return !ok || pd.After(d)
+}
+
+// routeState is a request's route timeout context and the response body
+// that stops it, allocated together.
+type routeState struct {
+	ctx  deadlineCtx
+	body stopBody
 }
 
 // stopBody is the response body of a request with deadline contexts: they

@@ -224,8 +224,13 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 	// asks for Done).
 	ctx := s.Context
 	var routeCtx *deadlineCtx
+	var rs *routeState
 	if timeout > 0 {
-		if routeCtx = withDeadline(ctx, start.Add(timeout)); routeCtx != nil {
+		if d := start.Add(timeout); needDeadline(ctx, d) {
+			// The route's context and its response body wrapper in one
+			// allocation.
+			rs = &routeState{ctx: deadlineCtx{Context: ctx, deadline: d}}
+			routeCtx = &rs.ctx
 			ctx = routeCtx
 		}
 	}
@@ -265,7 +270,7 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 			return nil, c.failureReply(info, err, timedOut, attempt > 0 && attempt >= numRetries && numRetries > 0)
 		}
 		if retryOn != 0 && numRetries > 0 && s.Context.Err() == nil {
-			rh := responseHeaderMap(resp)
+			rh := responseHeaderMap(resp, retryOn&route.RetryRetriableHeaders != 0)
 			p := policy
 			if p == nil {
 				p = &route.RetryPolicy{}
@@ -284,12 +289,18 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 			}
 		}
 		if !c.suppressEnvoy {
-			resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+			if resp.Header == nil {
+				resp.Header = http.Header{}
+			}
+			resp.Header["X-Envoy-Upstream-Service-Time"] = serviceTime(time.Since(start).Milliseconds())
 		}
 		if routeCtx != nil || try != nil {
 			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 				// An upgraded connection: keep Write for the tunnel.
 				resp.Body = &stopBodyRW{ReadWriteCloser: rwc, route: routeCtx, try: try}
+			} else if rs != nil {
+				rs.body = stopBody{ReadCloser: resp.Body, route: routeCtx, try: try}
+				resp.Body = &rs.body
 			} else {
 				resp.Body = &stopBody{ReadCloser: resp.Body, route: routeCtx, try: try}
 			}
@@ -408,18 +419,72 @@ func buildRequest(ctx context.Context, h *header.Map, r *Request) (*http.Request
 		// closes (retries are the route's retry policy's call).
 		req.Body = emptyBody{}
 	}
-	for _, f := range h.Fields() {
-		if f.Key == "" || f.Key[0] == ':' || f.Key == "host" || f.Key == "content-length" || f.Key == "transfer-encoding" {
+	fields := h.Fields()
+	n := 0
+	for _, f := range fields {
+		if forwardedField(f.Key) {
+			n++
+		}
+	}
+	// One array holds every key's first value; a repeated key's slice
+	// grows out of it (capacity 1).
+	vals := make([]string, n)
+	i := 0
+	for _, f := range fields {
+		if !forwardedField(f.Key) {
 			continue
 		}
 		k := header.Canonical(f.Key)
-		req.Header[k] = append(req.Header[k], f.Value)
+		if vs, ok := req.Header[k]; ok {
+			req.Header[k] = append(vs, f.Value)
+			continue
+		}
+		vals[i] = f.Value
+		req.Header[k] = vals[i : i+1 : i+1]
+		i++
 	}
 	return req.WithContext(ctx), nil
 }
 
-// responseHeaderMap views a response's status and headers as a header map.
-func responseHeaderMap(resp *http.Response) *header.Map {
+// forwardedField reports whether a request header goes upstream as an
+// http.Header entry (pseudo-headers, host and framing are the request's
+// fields).
+func forwardedField(k string) bool {
+	return k != "" && k[0] != ':' && k != "host" && k != "content-length" && k != "transfer-encoding"
+}
+
+// serviceTimes are x-envoy-upstream-service-time values for the common
+// small durations, shared by responses (capacity 1: an append copies).
+var serviceTimes = func() [256][]string {
+	var t [256][]string
+	for i := range t {
+		t[i] = []string{strconv.Itoa(i)}[:1:1]
+	}
+	return t
+}()
+
+func serviceTime(ms int64) []string {
+	if ms >= 0 && ms < int64(len(serviceTimes)) {
+		return serviceTimes[ms]
+	}
+	return []string{strconv.FormatInt(ms, 10)}
+}
+
+// responseHeaderMap views a response's status and headers as a header map
+// for the retry decision: all of them when retriable_headers may match any,
+// else only those RetryOnResponse reads without them.
+func responseHeaderMap(resp *http.Response, all bool) *header.Map {
+	if !all {
+		m := header.NewCap(3, ":status", strconv.Itoa(resp.StatusCode))
+		for k, vs := range resp.Header {
+			if strings.EqualFold(k, "x-envoy-ratelimited") || strings.EqualFold(k, "grpc-status") {
+				for _, v := range vs {
+					m.Add(k, v)
+				}
+			}
+		}
+		return m
+	}
 	m := header.New(":status", strconv.Itoa(resp.StatusCode))
 	for k, vs := range resp.Header {
 		for _, v := range vs {
