@@ -44,6 +44,9 @@ type Options struct {
 	// Quit is called by POST /quitquitquit after the answer is written. It
 	// must return promptly (it usually cancels the server's context).
 	Quit func()
+	// Wrap, when set, wraps the admin's handler in Serve (the bootstrap's
+	// admin access logs).
+	Wrap func(http.Handler) http.Handler
 	// AccessLog receives one entry per request (admin.access_log).
 	AccessLog AccessLog
 	// Now is the clock (time.Now when nil).
@@ -119,6 +122,14 @@ func (a *Admin) SetHealthCheckFailed(failed bool) { a.hcFailed.Store(failed) }
 // Handler is the admin as an http.Handler (for embedding and tests).
 func (a *Admin) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 
+// served is the handler Serve uses: Handler, wrapped by Options.Wrap.
+func (a *Admin) served() http.Handler {
+	if a.o.Wrap != nil {
+		return a.o.Wrap(a.Handler())
+	}
+	return a.Handler()
+}
+
 // Serve answers admin requests on l until ctx ends, then stops accepting,
 // lets in-flight requests finish (up to ShutdownTimeout) and returns nil.
 // It closes l. An accept error ends it early with that error.
@@ -127,7 +138,7 @@ func (a *Admin) Serve(ctx context.Context, l net.Listener) error {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:           a.Handler(),
+		Handler:           a.served(),
 		Protocols:         &protos,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          zap.NewStdLog(a.log),

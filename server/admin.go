@@ -17,6 +17,7 @@ import (
 
 	"github.com/wasmesh/wasmesh/admin"
 	"github.com/wasmesh/wasmesh/listener"
+	"github.com/wasmesh/wasmesh/listener/hcm"
 	"github.com/wasmesh/wasmesh/xds/client"
 )
 
@@ -185,7 +186,13 @@ func (s *Server) startAdmin(ctx context.Context) error {
 	if addr == nil {
 		return nil
 	}
+	ab := s.bootstrap.GetAdmin()
+	reqLog, err := hcm.CompileRequestLogger(ab.GetAccessLog(), ab.GetAccessLogPath(), s.logFiles) //nolint:staticcheck // access_log_path is deprecated but still read by Envoy
+	if err != nil {
+		return fmt.Errorf("admin.%w", err)
+	}
 	a, err := admin.New(admin.Options{
+		Wrap:          reqLog.Wrap,
 		Logger:        s.logging.Logger("admin"),
 		Server:        s,
 		Stats:         s.Stats,
