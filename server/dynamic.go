@@ -366,19 +366,10 @@ func (r *routeRegistry) updateFilters(ctx context.Context, tcs []*corev3.TypedEx
 				continue
 			}
 		}
-		var commits []func(bool)
-		for rw := range r.filterWatchers[name] {
-			commit, err := rw.w.PrepareFilterConfig(ctx, tc)
-			if err != nil {
-				errs[i] = fmt.Errorf("extension_config %q: %w", name, err)
-				break
-			}
-			commits = append(commits, commit)
-		}
-		for _, commit := range commits {
-			commit(errs[i] == nil)
-		}
-		if errs[i] != nil {
+		if err := prepareAll(r.filterWatchers[name], func(w hcm.RouteWatcher) (func(bool), error) {
+			return w.PrepareFilterConfig(ctx, tc)
+		}); err != nil {
+			errs[i] = fmt.Errorf("extension_config %q: %w", name, err)
 			continue
 		}
 		if r.filters == nil {
@@ -404,7 +395,6 @@ func (r *routeRegistry) update(ctx context.Context, rcs []*routev3.RouteConfigur
 	now := time.Now()
 	for i, rc := range rcs {
 		name := rc.GetName()
-		var commits []func(bool)
 		if len(r.watchers[name]) == 0 {
 			// No listener uses it yet (it warms): check it alone.
 			if _, err := route.Compile(rc, route.CompileOptions{}); err != nil {
@@ -412,18 +402,10 @@ func (r *routeRegistry) update(ctx context.Context, rcs []*routev3.RouteConfigur
 				continue
 			}
 		}
-		for rw := range r.watchers[name] {
-			commit, err := rw.w.PrepareRoutes(ctx, rc)
-			if err != nil {
-				errs[i] = err
-				break
-			}
-			commits = append(commits, commit)
-		}
-		for _, commit := range commits {
-			commit(errs[i] == nil)
-		}
-		if errs[i] != nil {
+		if err := prepareAll(r.watchers[name], func(w hcm.RouteWatcher) (func(bool), error) {
+			return w.PrepareRoutes(ctx, rc)
+		}); err != nil {
+			errs[i] = err
 			continue
 		}
 		if r.configs == nil {
@@ -432,6 +414,25 @@ func (r *routeRegistry) update(ctx context.Context, rcs []*routev3.RouteConfigur
 		r.configs[name] = routeEntry{rc: rc, version: versions[i], updated: now}
 	}
 	return errs
+}
+
+// prepareAll prepares a change on every watcher, then commits it on all of
+// them if each prepared it, or rolls every prepared one back: the
+// connection managers sharing a resource switch together or not at all.
+func prepareAll(watchers map[*routeWatch]struct{}, prepare func(hcm.RouteWatcher) (func(bool), error)) error {
+	var commits []func(bool)
+	var err error
+	for rw := range watchers {
+		var commit func(bool)
+		if commit, err = prepare(rw.w); err != nil {
+			break
+		}
+		commits = append(commits, commit)
+	}
+	for _, commit := range commits {
+		commit(err == nil)
+	}
+	return err
 }
 
 func (r *routeRegistry) forget(names []string) {
