@@ -402,7 +402,7 @@ func (c *h1conn) runHandler(w *h1Writer, r *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	c.srv.m.ServeHTTP(w, r)
+	c.srv.m.serve(w, r)
 	return true
 }
 

@@ -450,7 +450,7 @@ func (cc *h2conn) runStream(st *h2stream, w *h2Writer, r *http.Request) {
 			cc.resetStream(st.id, http2.ErrCodeInternal)
 		}
 	}()
-	cc.srv.m.ServeHTTP(w, r)
+	cc.srv.m.serve(w, r)
 	w.finish()
 }
 

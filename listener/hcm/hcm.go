@@ -90,7 +90,6 @@ type Manager struct {
 	alwaysSetRID      bool
 	via               string
 	serverName        string
-	serverValue       []string
 	h2                h2Settings
 	serverMode        hcmv3.HttpConnectionManager_ServerHeaderTransformation
 	// Timeouts.
@@ -186,7 +185,6 @@ func Compile(ctx context.Context, cfg *hcmv3.HttpConnectionManager, d Deps) (*Ma
 	if m.serverName == "" {
 		m.serverName = "envoy"
 	}
-	m.serverValue = []string{m.serverName}
 	m.h2 = h2SettingsOf(cfg.GetHttp2ProtocolOptions())
 	switch cfg.GetCodecType() {
 	case hcmv3.HttpConnectionManager_HTTP1:

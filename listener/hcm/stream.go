@@ -49,7 +49,7 @@ type ConnInfo struct {
 // stream is one request's state; it is the filters' Controller.
 type stream struct {
 	m      *Manager
-	w      http.ResponseWriter
+	w      codecWriter
 	r      *http.Request
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -220,8 +220,9 @@ func (s *stream) wait(d filterchain.Direction) bool {
 	}
 }
 
-// ServeHTTP runs one request through the connection manager.
-func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// serve runs one request through the connection manager; w is the
+// writer of the codec (HTTP/1.1 or HTTP/2) that parsed r.
+func (m *Manager) serve(w codecWriter, r *http.Request) {
 	start := m.now()
 	m.stats.rqTotal.Inc()
 	if r.ProtoMajor == 2 {
@@ -257,25 +258,18 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := &stream{m: m, w: w, r: r, ctx: ctx, cancel: cancel, sig: make(chan struct{}, 1)}
 	fs := filterchain.NewStream(ctx, s, info)
 	s.fs = fs
-	var reqHeaders *header.Map
-	var size int
-	if cw, ok := w.(codecWriter); ok {
-		reqHeaders, size = cw.requestFields()
-	}
-	if reqHeaders == nil {
-		size = headerBytes(r)
-	}
+	reqHeaders, size := w.requestFields()
 	if size > int(m.MaxRequestHeadersKB)*1024 {
-		// net/http allows 4 KiB over MaxHeaderBytes; Envoy's limit is exact.
+		// The codecs read a little past the limit (the request line and
+		// line ends); Envoy's limit on names and values is exact.
 		info.ResponseCode = http.StatusRequestHeaderFieldsTooLarge
 		info.ResponseCodeDetails = "http1.headers_too_large"
-		http.Error(w, "Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		w.WriteHeaderMap(info.ResponseCode, header.New(":status", "431", "content-type", "text/plain; charset=utf-8",
+			"x-content-type-options", "nosniff"), nil)
+		_, _ = io.WriteString(w, "Request Header Fields Too Large\n")
 		m.stats.rqCompleted.Inc()
 		m.stats.codes.Inc(info.ResponseCode)
 		return
-	}
-	if reqHeaders == nil {
-		reqHeaders = requestHeaders(r)
 	}
 	fs.RequestHeaders = reqHeaders
 	m.prepareRequestHeaders(fs, r)
@@ -550,13 +544,10 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 		return
 	}
 	if wantsBody {
-		fl, _ := s.w.(http.Flusher)
 		if !s.encodeBody(filters, resp.Body, func(b []byte) {
 			n, _ := s.w.Write(b)
 			fs.Info.BytesSent += uint64(n)
-			if fl != nil {
-				fl.Flush()
-			}
+			s.w.Flush()
 		}) {
 			return
 		}
@@ -686,53 +677,15 @@ func (s *stream) writeHeaders(h *header.Map, trailer http.Header) {
 		return
 	}
 	s.headersSent = true
-	m := s.m
-	if cw, ok := s.w.(codecWriter); ok {
-		s.writeMapHeaders(cw, h, trailer)
-		return
-	}
-	wh := s.w.Header()
-	status := 200
-	for _, f := range h.Fields() {
-		if f.Key == ":status" {
-			status, _ = strconv.Atoi(f.Value)
-			continue
-		}
-		if f.Key == "" || f.Key[0] == ':' {
-			continue
-		}
-		k := header.Canonical(f.Key)
-		wh[k] = append(wh[k], f.Value)
-	}
-	if m.setServer(wh.Get("Server") != "") {
-		// One shared, full slice: an append copies, nothing writes into it.
-		wh["Server"] = m.serverValue
-	}
-	if m.alwaysSetRID {
-		if rid, ok := s.fs.RequestHeaders.Get("x-request-id"); ok {
-			wh.Set("X-Request-Id", rid)
-		}
-	}
-	if m.via != "" {
-		wh.Add("Via", m.via)
-	}
-	if s.r.ProtoMajor == 1 && (m.draining.Load() || m.hcFailed != nil && m.hcFailed()) {
-		wh.Set("Connection", "close")
-	}
-	for k := range trailer {
-		wh.Add("Trailer", k)
-	}
-	if status < 100 || status > 999 {
-		status = 502
-	}
-	s.fs.Info.ResponseCode = status
-	s.w.WriteHeader(status)
+	s.writeMapHeaders(s.w, h, trailer)
 }
 
 // codecWriter is the response writer of the manager's own codecs
 // (HTTP/1.1 and HTTP/2): the request's header map comes ready from the
 // codec, and the response head goes out from the header map.
 type codecWriter interface {
+	http.ResponseWriter
+	http.Flusher
 	requestFields() (*header.Map, int)
 	WriteHeaderMap(code int, h *header.Map, trailers []string)
 }
@@ -812,11 +765,8 @@ func (s *stream) finishLocal(filters []filterchain.Filter, match *route.Match) {
 		fs.Info.BytesSent += uint64(n)
 	}
 	if incomplete {
-		// Send it now: net/http would otherwise first wait for the rest of
-		// the request body.
-		if fl, ok := s.w.(http.Flusher); ok {
-			fl.Flush()
-		}
+		// Send it now, not after the rest of the request body.
+		s.w.Flush()
 	}
 }
 
@@ -901,10 +851,10 @@ func (s *stream) writeLocal(lr filterchain.LocalReply) {
 func (s *stream) abortResponse() {
 	if !s.headersSent {
 		s.fs.Info.ResponseCode = 0
-	} else if fl, ok := s.w.(http.Flusher); ok {
+	} else {
 		// What was already answered reaches the client before the reset,
 		// as in Envoy (headers are forwarded at once there).
-		fl.Flush()
+		s.w.Flush()
 	}
 	panic(http.ErrAbortHandler)
 }
@@ -928,28 +878,6 @@ func (s *stream) Format(cmd *route.FormatCommand) string {
 func orEmpty(h *header.Map) *header.Map {
 	if h == nil {
 		return &header.Map{}
-	}
-	return h
-}
-
-// requestHeaders builds the header map of a request, pseudo-headers first.
-func requestHeaders(r *http.Request) *header.Map {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	h := header.NewCap(6+len(r.Header), ":method", r.Method, ":path", r.URL.RequestURI(), ":authority", r.Host, ":scheme", scheme)
-	upgrade := upgradeType(r) != ""
-	for k, vs := range r.Header {
-		if hopByHop(k) && !(upgrade && (strings.EqualFold(k, "upgrade") || strings.EqualFold(k, "connection"))) {
-			continue
-		}
-		for _, v := range vs {
-			h.Add(k, v)
-		}
-	}
-	if r.ContentLength > 0 {
-		h.Set("content-length", strconv.FormatInt(r.ContentLength, 10))
 	}
 	return h
 }
@@ -1167,19 +1095,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 var _ = zap.String
-
-// headerBytes is the size of the request's header block as Envoy counts it
-// against max_request_headers_kb: every name and value, plus the request
-// line's method and target.
-func headerBytes(r *http.Request) int {
-	n := len(r.Method) + len(r.RequestURI) + len(r.Host)
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			n += len(k) + len(v)
-		}
-	}
-	return n
-}
 
 // splitXFF splits an x-forwarded-for value into trimmed addresses.
 func splitXFF(v string) []string {
