@@ -135,7 +135,6 @@ type h1conn struct {
 	remoteAddr string
 	tlsState   *tls.ConnectionState
 	idle       atomic.Bool
-	keys       []string
 
 	// The background read that notices a client going away while its
 	// request is being answered (net/http's backgroundRead, started only

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,39 +95,38 @@ func (w *h1Writer) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
 		return
 	}
+	h, declared := mapOfHeader(code, w.header)
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
-		w.writeInterim(code)
+		w.writeInterim(code, h)
 		return
 	}
-	w.wroteHeader = true
-	w.status = code
-	w.cl = -1
-	if he := w.c.bodyCodecError(); he != nil && !w.headerFlushed {
-		// The request body broke the protocol: the client gets the
-		// codec's answer, not what the upstream made of the rest.
-		w.replaceWithCodecError(he)
-		return
-	}
-	if v := w.header["Content-Length"]; len(v) > 0 {
-		if n, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64); err == nil && n >= 0 {
-			w.cl = n
-		} else {
-			delete(w.header, "Content-Length")
-		}
-	}
-	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
-	if hasToken(w.header["Connection"], "close") {
-		w.closeAfter = true
-	}
-	if t := w.header["Trailer"]; len(t) > 0 {
-		for _, v := range t {
-			for _, k := range strings.Split(v, ",") {
-				if k = strings.TrimSpace(k); k != "" {
-					w.trailers = append(w.trailers, http.CanonicalHeaderKey(k))
+	w.WriteHeaderMap(code, h, declared)
+}
+
+// mapOfHeader is a response head given as net/http's Header: a header map
+// with :status and lower-case names, and the trailer names it declares.
+func mapOfHeader(code int, hdr http.Header) (*header.Map, []string) {
+	h := header.NewCap(len(hdr)+1, ":status", strconv.Itoa(code))
+	var declared []string
+	for k, vs := range hdr {
+		switch {
+		case k == "Trailer":
+			for _, v := range vs {
+				for _, t := range strings.Split(v, ",") {
+					if t = strings.TrimSpace(t); t != "" {
+						declared = append(declared, t)
+					}
 				}
 			}
+			continue
+		case strings.HasPrefix(k, http.TrailerPrefix):
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, v)
 		}
 	}
+	return h, declared
 }
 
 // replaceWithCodecError turns the response into the codec's error reply;
@@ -136,8 +134,8 @@ func (w *h1Writer) WriteHeader(code int) {
 func (w *h1Writer) replaceWithCodecError(he *h1Error) {
 	text := http.StatusText(he.status)
 	w.status = he.status
-	w.hmap = nil
-	w.header = http.Header{"Content-Type": {"text/plain"}, "Server": {w.c.srv.m.serverName}}
+	w.hmap = header.New("content-type", "text/plain", "server", w.c.srv.m.serverName)
+	w.header = nil
 	w.pending = append(w.pending[:0], text...)
 	w.cl = int64(len(text))
 	w.written = w.cl
@@ -150,10 +148,10 @@ func bodyAllowed(code int) bool {
 }
 
 // writeInterim sends a 1xx response (103 Early Hints and the like) at once.
-func (w *h1Writer) writeInterim(code int) {
+func (w *h1Writer) writeInterim(code int, h *header.Map) {
 	bw := w.c.bw
 	writeStatusLine(bw, code)
-	writeHeaderFields(bw, w.header, w.c.keys[:0])
+	writeMapFields(bw, h)
 	bw.WriteString("\r\n")
 	w.err = bw.Flush()
 }
@@ -261,7 +259,6 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // into the connection's buffer.
 func (w *h1Writer) writeHead() {
 	w.headerFlushed = true
-	h := w.header
 	if !w.noBody && w.cl < 0 {
 		if w.req.ProtoMinor >= 1 {
 			w.chunked = true
@@ -275,31 +272,7 @@ func (w *h1Writer) writeHead() {
 	}
 	bw := w.c.bw
 	writeStatusLine(bw, w.status)
-	if w.hmap != nil {
-		w.writeMapHead(bw)
-		return
-	}
-	if _, ok := h["Date"]; !ok {
-		bw.WriteString("Date: ")
-		bw.Write(w.c.srv.date())
-		bw.WriteString("\r\n")
-	}
-	if w.cl >= 0 && len(h["Content-Length"]) == 0 && !w.noBody {
-		bw.WriteString("Content-Length: ")
-		bw.WriteString(strconv.FormatInt(w.cl, 10))
-		bw.WriteString("\r\n")
-	}
-	if w.chunked {
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	}
-	switch {
-	case w.closeAfter && !hasToken(h["Connection"], "close"):
-		bw.WriteString("Connection: close\r\n")
-	case !w.closeAfter && w.req.ProtoMinor == 0:
-		bw.WriteString("Connection: keep-alive\r\n")
-	}
-	w.c.keys = writeHeaderFields(bw, h, w.c.keys[:0])
-	_, w.err = bw.WriteString("\r\n")
+	w.writeMapHead(bw)
 }
 
 // writeMapHead is writeHead's field part for a header map.
@@ -320,19 +293,8 @@ func (w *h1Writer) writeMapHead(bw *bufio.Writer) {
 	if w.chunked {
 		bw.WriteString("transfer-encoding: chunked\r\n")
 	}
-	closeSent := false
-	for _, f := range h.Fields() {
-		if f.Key == "" || f.Key[0] == ':' || f.Key == "transfer-encoding" {
-			continue
-		}
-		if f.Key == "connection" {
-			closeSent = true
-		}
-		bw.WriteString(f.Key)
-		bw.WriteString(": ")
-		writeFieldValue(bw, f.Value)
-		bw.WriteString("\r\n")
-	}
+	_, closeSent := h.Get("connection")
+	writeMapFields(bw, h)
 	for i, k := range w.trailers {
 		if i == 0 {
 			bw.WriteString("trailer: ")
@@ -353,30 +315,18 @@ func (w *h1Writer) writeMapHead(bw *bufio.Writer) {
 	_, w.err = bw.WriteString("\r\n")
 }
 
-// skipOnWire are header fields the codec writes itself.
-func skipOnWire(k string) bool {
-	return k == "Transfer-Encoding" || strings.HasPrefix(k, http.TrailerPrefix)
-}
-
-// writeHeaderFields writes h sorted by name (as net/http does), with CR
-// and LF in values replaced by spaces. keys is scratch space, returned
-// for reuse.
-func writeHeaderFields(bw *bufio.Writer, h http.Header, keys []string) []string {
-	for k := range h {
-		if !skipOnWire(k) {
-			keys = append(keys, k)
+// writeMapFields writes h's fields in order (pseudo-headers and
+// transfer-encoding, which the codec writes itself, left out).
+func writeMapFields(bw *bufio.Writer, h *header.Map) {
+	for _, f := range h.Fields() {
+		if f.Key == "" || f.Key[0] == ':' || f.Key == "transfer-encoding" {
+			continue
 		}
+		bw.WriteString(f.Key)
+		bw.WriteString(": ")
+		writeFieldValue(bw, f.Value)
+		bw.WriteString("\r\n")
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		for _, v := range h[k] {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			writeFieldValue(bw, v)
-			bw.WriteString("\r\n")
-		}
-	}
-	return keys
 }
 
 func writeFieldValue(bw *bufio.Writer, v string) {

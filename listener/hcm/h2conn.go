@@ -826,15 +826,8 @@ func (w *h2Writer) WriteHeader(code int) {
 	if w.wrote || code >= 100 && code <= 199 {
 		return
 	}
-	w.wrote, w.status = true, code
-	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
-	for _, v := range w.header["Trailer"] {
-		for _, k := range strings.Split(v, ",") {
-			if k = strings.TrimSpace(k); k != "" {
-				w.trailers = append(w.trailers, http.CanonicalHeaderKey(k))
-			}
-		}
-	}
+	h, declared := mapOfHeader(code, w.header)
+	w.WriteHeaderMap(code, h, declared)
 }
 
 // WriteHeaderMap starts the response from the connection manager's map.
@@ -905,32 +898,12 @@ func (w *h2Writer) sendHead(end bool) error {
 	}
 	cc.encBuf.Reset()
 	_ = cc.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(w.status)})
-	hasDate := false
-	if w.hmap != nil {
-		for _, f := range w.hmap.Fields() {
-			if f.Key == "" || f.Key[0] == ':' || connSpecific(f.Key) {
-				continue
-			}
-			if f.Key == "date" {
-				hasDate = true
-			}
-			_ = cc.enc.WriteField(hpack.HeaderField{Name: f.Key, Value: f.Value})
-		}
-	}
-	for k, vs := range w.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
+	_, hasDate := w.hmap.Get("date")
+	for _, f := range w.hmap.Fields() {
+		if f.Key == "" || f.Key[0] == ':' || connSpecific(f.Key) {
 			continue
 		}
-		lk := header.Lower(k)
-		if connSpecific(lk) {
-			continue
-		}
-		if lk == "date" {
-			hasDate = true
-		}
-		for _, v := range vs {
-			_ = cc.enc.WriteField(hpack.HeaderField{Name: lk, Value: v})
-		}
+		_ = cc.enc.WriteField(hpack.HeaderField{Name: f.Key, Value: f.Value})
 	}
 	if !hasDate {
 		_ = cc.enc.WriteField(hpack.HeaderField{Name: "date", Value: string(cc.srv.date())})
