@@ -10,9 +10,6 @@
 //     from the server. Upstream ports are template values.
 //   - Endpoints that must refuse connections are on 127.0.0.3, which no
 //     test binds, so parallel tests cannot bring them back to life.
-//   - A check that fails because of a data-plane bug calls bug(t, ...)
-//     with the diagnosis (file, what to change); it is skipped unless
-//     E2E_BUGS=1, which runs it to confirm a fix. Remove the call then.
 //   - The AssemblyScript filter is built with
 //     wasm/testdata/asfilter/build.sh; its tests skip when npm is missing.
 //

@@ -307,14 +307,4 @@ func closedPort(t testing.TB) int {
 
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }
 
-// bug skips a test that fails because of a data-plane bug, described
-// precisely by msg (where, what to change). E2E_BUGS=1 runs it anyway, to
-// check a fix; remove the call once it passes.
-func bug(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv("E2E_BUGS") == "" {
-		t.Skip("BUG: " + msg)
-	}
-}
-
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -276,7 +276,7 @@ func TestH1RequestTimeoutWithIncompleteBody(t *testing.T) {
 // manager without an upstream: keep-alive GETs answered by a
 // direct_response route, 16 requests pipelined per write.
 func BenchmarkH1DirectResponse(b *testing.B) {
-	f := newFixture(&testing.T{}, benchHCM)
+	f := newFixture(b, benchHCM)
 	c, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
 	if err != nil {
 		b.Fatal(err)

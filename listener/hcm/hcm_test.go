@@ -58,7 +58,7 @@ type fixture struct {
 	hangEnded chan struct{}
 }
 
-func newFixture(t *testing.T, hcmYAML string) *fixture {
+func newFixture(t testing.TB, hcmYAML string) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	hangEnded := make(chan struct{}, 16)
@@ -123,7 +123,7 @@ func newFixture(t *testing.T, hcmYAML string) *fixture {
 
 // serveBoth serves ln as the listener does: HTTP/1.1 and HTTP/2 (prior
 // knowledge) with the manager's codecs.
-func serveBoth(t *testing.T, m *Manager, ln net.Listener) {
+func serveBoth(t testing.TB, m *Manager, ln net.Listener) {
 	t.Helper()
 	h1 := m.NewH1Server(zaptest.NewLogger(t))
 	go func() {
