@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -278,29 +277,6 @@ func lowerName(name []byte) string {
 	return header.Intern(b)
 }
 
-// commonKeys are canonical header names that requests carry often; looking
-// them up avoids allocating the key.
-var commonKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{"Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Connection",
-		"Content-Length", "Content-Type", "Transfer-Encoding", "Upgrade", "Expect", "Te", "Trailer", "Cookie",
-		"Authorization", "Cache-Control", "Origin", "Referer", "X-Forwarded-For", "X-Forwarded-Proto",
-		"X-Request-Id", "Keep-Alive", "Proxy-Connection", "Sec-Websocket-Key", "Sec-Websocket-Version",
-		"Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Grpc-Timeout", "If-None-Match", "If-Modified-Since"} {
-		m[k] = k
-	}
-	return m
-}()
-
-// canonicalKey is textproto's canonical form of a header name, without an
-// allocation for names already canonical and common.
-func canonicalKey(name []byte) string {
-	if k, ok := commonKeys[string(name)]; ok {
-		return k
-	}
-	return textproto.CanonicalMIMEHeaderKey(string(name))
-}
-
 // newRequestFromHead builds the *http.Request the connection manager
 // serves. The body is set by the caller.
 func newRequestFromHead(h *h1Head) (*http.Request, error) {
@@ -554,7 +530,7 @@ func (b *h1Body) readTrailers() error {
 		if colon <= 0 {
 			return badRequest("http1.codec_error")
 		}
-		key := canonicalKey(line[:colon])
+		key := header.Canonical(lowerName(line[:colon]))
 		switch key {
 		case "Content-Length", "Transfer-Encoding", "Host", "Trailer":
 			continue
