@@ -292,6 +292,12 @@ func (g *grpcStream) receive(cs grpc.ClientStream) {
 	if !errors.Is(err, io.EOF) {
 		st = status.Convert(err)
 	}
+	if ourDeadlinePassed(cs.Context(), st) {
+		// The server may see the grpc-timeout first and reset the stream;
+		// either way the call ran out of the time the filter gave it, and
+		// the filter gets the same status and message.
+		st = status.New(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	}
 	g.finish(st, cs.Trailer())
 }
 
@@ -310,4 +316,17 @@ func (g *grpcStream) emit(f func()) {
 	if !g.canceled.Load() {
 		f()
 	}
+}
+
+// ourDeadlinePassed reports whether a DEADLINE_EXCEEDED status comes from
+// the call's own timeout rather than from the server's choice of status.
+func ourDeadlinePassed(ctx context.Context, st *status.Status) bool {
+	if st.Code() != codes.DeadlineExceeded {
+		return false
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
