@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wasmesh/wasmesh/internal/streamctx"
 )
 
 // h1Transport is a cluster's lean HTTP/1.1 client: a pool of keep-alive
@@ -74,8 +76,10 @@ type h1Conn struct {
 	stopCancel func() bool // stops the context.AfterFunc; nil when none
 	// deadlineSet: the connection carries the request's deadline.
 	deadlineSet bool
-	abortFn     func() // pc.abort, made once
-	keepAlive   bool   // the exchange allows reuse (no Connection: close either way)
+	abortFn     func()             // pc.abort, made once
+	hookedOn    *streamctx.Context // the request's context pc is a hook of
+	hookFired   bool               // the context was cancelled before watch
+	keepAlive   bool               // the exchange allows reuse (no Connection: close either way)
 	wstate      atomic.Int32
 	werr        error // set by the body writer before wstate becomes wFailed
 	closed      atomic.Bool
@@ -330,6 +334,8 @@ type deadlineContext interface {
 func (pc *h1Conn) watch(ctx context.Context) {
 	pc.ctx = ctx
 	pc.stopCancel = nil
+	pc.hookedOn = nil
+	pc.hookFired = false
 	pc.deadlineSet = false
 	if dc, ok := ctx.(deadlineContext); ok {
 		if d, ok := dc.Deadline(); ok {
@@ -345,23 +351,43 @@ func (pc *h1Conn) watch(ctx context.Context) {
 			ctx = dc.DeadlineParent()
 		}
 	}
-	if ctx.Done() != nil {
-		if pc.abortFn == nil {
-			pc.abortFn = pc.abort
+	switch sc := ctx.(type) {
+	case *streamctx.Context:
+		// The connection managers' stream context: a hook, no
+		// allocation.
+		if sc.Notify(pc) {
+			pc.hookedOn = sc
+		} else {
+			pc.abort()
+			pc.hookFired = true
 		}
-		pc.stopCancel = context.AfterFunc(ctx, pc.abortFn)
+	default:
+		if ctx.Done() != nil {
+			if pc.abortFn == nil {
+				pc.abortFn = pc.abort
+			}
+			pc.stopCancel = context.AfterFunc(ctx, pc.abortFn)
+		}
 	}
 }
+
+// OnCancel is the stream context's hook: the request was cancelled.
+func (pc *h1Conn) OnCancel() { pc.abort() }
 
 func (pc *h1Conn) abort() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
 
 // unwatch detaches the context; false when it already fired (the
 // connection's deadline is spent and it cannot be reused).
 func (pc *h1Conn) unwatch() bool {
-	ok := true
+	ok := !pc.hookFired
+	pc.hookFired = false
 	if pc.stopCancel != nil {
 		ok = pc.stopCancel()
 		pc.stopCancel = nil
+	}
+	if pc.hookedOn != nil {
+		ok = pc.hookedOn.Stop(pc)
+		pc.hookedOn = nil
 	}
 	if pc.deadlineSet {
 		pc.deadlineSet = false

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wasmesh/wasmesh/internal/streamctx"
 )
 
 // H1Server serves a connection manager's connections with the manager's
@@ -129,8 +131,9 @@ type h1conn struct {
 	br  *bufio.Reader
 	bw  *bufio.Writer
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx is the connection's; each request's stream context is made
+	// from it (streamctx hooks, no per-request registration cost).
+	ctx *streamctx.Context
 
 	remoteAddr string
 	tlsState   *tls.ConnectionState
@@ -210,8 +213,8 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 		ctx = s.ConnContext(ctx, nc)
 	}
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
-	c.ctx, c.cancel = context.WithCancel(ctx)
-	defer c.cancel()
+	c.ctx = streamctx.New(ctx)
+	defer c.ctx.Cancel(nil)
 	c.remoteAddr = nc.RemoteAddr().String()
 	if tc, ok := nc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
@@ -525,7 +528,7 @@ func (c *h1conn) startBackgroundRead() {
 			if errors.Is(err, io.EOF) {
 				c.bgErr = io.EOF
 			}
-			c.cancel()
+			c.ctx.Cancel(c.bgErr)
 		}
 	}()
 }

@@ -3,7 +3,6 @@ package hcm
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/wasmesh/wasmesh/header"
+	"github.com/wasmesh/wasmesh/internal/streamctx"
 )
 
 // h2Settings are the HTTP/2 settings the codec announces
@@ -67,8 +67,7 @@ type h2conn struct {
 	rfr *http2.Framer
 	set h2Settings
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx *streamctx.Context
 
 	wmu        sync.Mutex
 	wcond      *sync.Cond
@@ -94,11 +93,10 @@ type h2conn struct {
 }
 
 type h2stream struct {
-	cc     *h2conn
-	id     uint32
-	ctx    context.Context
-	cancel context.CancelFunc
-	body   *h2Body
+	cc   *h2conn
+	id   uint32
+	ctx  *streamctx.Context
+	body *h2Body
 	// sendWindow is guarded by cc.wmu.
 	sendWindow int64
 	reset      atomic.Bool
@@ -111,8 +109,8 @@ func (c *h1conn) serveH2() {
 	s := c.srv
 	cc := &h2conn{srv: s, c: c, nc: c.nc, br: c.br, set: s.m.h2, streams: map[uint32]*h2stream{},
 		sendWindow: 65535, peerWindow: 65535, peerFrame: 16384}
-	cc.ctx, cc.cancel = context.WithCancel(c.ctx)
-	defer cc.cancel()
+	cc.ctx = streamctx.New(c.ctx)
+	defer cc.ctx.Cancel(nil)
 	cc.wcond = sync.NewCond(&cc.wmu)
 	cc.bw = bufio.NewWriterSize(c.nc, 16<<10)
 	cc.wfr = http2.NewFramer(cc.bw, nil)
@@ -346,7 +344,7 @@ func (cc *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	st := &h2stream{cc: cc, id: id}
-	st.ctx, st.cancel = context.WithCancel(cc.ctx)
+	st.ctx = streamctx.New(cc.ctx)
 	cc.wmu.Lock()
 	st.sendWindow = cc.peerWindow
 	cc.wmu.Unlock()
@@ -457,7 +455,7 @@ func (cc *h2conn) runStream(st *h2stream, w *h2Writer, r *http.Request) {
 // endStream forgets a finished stream; what its body did not read goes
 // back to the connection window.
 func (cc *h2conn) endStream(st *h2stream) {
-	st.cancel()
+	st.ctx.Cancel(nil)
 	if b := st.body; b != nil {
 		if unread, done := b.close(); unread > 0 || !done {
 			cc.returnConnWindow(unread)
@@ -562,7 +560,7 @@ func (cc *h2conn) goAwayAndClose(code http2.ErrCode) {
 
 // close ends every stream and the writer.
 func (cc *h2conn) close() {
-	cc.cancel()
+	cc.ctx.Cancel(nil)
 	cc.mu.Lock()
 	sts := make([]*h2stream, 0, len(cc.streams))
 	for _, st := range cc.streams {
@@ -583,7 +581,7 @@ func (cc *h2conn) close() {
 
 func (st *h2stream) abort(err error) {
 	st.reset.Store(true)
-	st.cancel()
+	st.ctx.Cancel(nil)
 	if st.body != nil {
 		st.body.fail(err)
 	}

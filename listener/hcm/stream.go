@@ -1,7 +1,6 @@
 package hcm
 
 import (
-	"context"
 	crand0 "crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/wasmesh/wasmesh/filterchain"
 	"github.com/wasmesh/wasmesh/filterchain/router"
 	"github.com/wasmesh/wasmesh/header"
+	"github.com/wasmesh/wasmesh/internal/streamctx"
 	"github.com/wasmesh/wasmesh/route"
 )
 
@@ -48,12 +48,11 @@ type ConnInfo struct {
 
 // stream is one request's state; it is the filters' Controller.
 type stream struct {
-	m      *Manager
-	w      codecWriter
-	r      *http.Request
-	ctx    context.Context
-	cancel context.CancelFunc
-	fs     *filterchain.Stream
+	m   *Manager
+	w   codecWriter
+	r   *http.Request
+	ctx *streamctx.Context
+	fs  *filterchain.Stream
 
 	// mu serialises filter callbacks of the stream (request body and
 	// response directions may run on different goroutines).
@@ -127,7 +126,7 @@ func (s *stream) onRequestTimeout() {
 		return
 	}
 	s.SendLocalReply(filterchain.LocalReply{Status: http.StatusRequestTimeout, Body: []byte("request timeout"), Details: "request_overall_timeout", GRPCStatus: 4})
-	s.cancel()
+	s.ctx.Cancel(nil)
 	s.abortRequestBody()
 	s.notify()
 }
@@ -162,7 +161,7 @@ func (s *stream) Reset() {
 	s.ctlMu.Lock()
 	s.reset = true
 	s.ctlMu.Unlock()
-	s.cancel()
+	s.ctx.Cancel(nil)
 	s.notify()
 }
 
@@ -233,8 +232,10 @@ func (m *Manager) serve(w codecWriter, r *http.Request) {
 	m.stats.rqActive.Inc()
 	defer m.stats.rqActive.Dec()
 
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	// The stream's context: cancelled with the codec's (the client went
+	// away), by Reset, or when the stream ends.
+	ctx := streamctx.New(r.Context())
+	defer ctx.Cancel(nil)
 	info := &filterchain.StreamInfo{StartTime: start, Protocol: r.Proto}
 	if ci, ok := r.Context().Value(ConnInfoKey{}).(*ConnInfo); ok {
 		if r.ProtoMajor == 2 && !ci.HTTP2.Load() {
@@ -255,7 +256,7 @@ func (m *Manager) serve(w codecWriter, r *http.Request) {
 			info.RequestedServerName = r.TLS.ServerName
 		}
 	}
-	s := &stream{m: m, w: w, r: r, ctx: ctx, cancel: cancel, sig: make(chan struct{}, 1)}
+	s := &stream{m: m, w: w, r: r, ctx: ctx, sig: make(chan struct{}, 1)}
 	fs := filterchain.NewStream(ctx, s, info)
 	s.fs = fs
 	reqHeaders, size := w.requestFields()
