@@ -14,6 +14,8 @@ import (
 	"github.com/wasmesh/wasmesh/cluster/dns"
 	"github.com/wasmesh/wasmesh/cluster/health"
 	"github.com/wasmesh/wasmesh/cluster/lb"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // LoadBalancerContext is what a request tells the load balancer. The zero
@@ -41,6 +43,12 @@ type LoadBalancerContext struct {
 	// AutoHostRewrite sets the request's Host to the picked host's
 	// hostname (the route's auto_host_rewrite), when it has one.
 	AutoHostRewrite bool
+	// Fields, when set and req.Header is nil, are the request's headers
+	// as the connection manager's filters left them (pseudo-headers, host
+	// and framing fields are skipped). The HTTP/1.1 pool writes them as
+	// they are, lower-case as Envoy's codec does; an http.Header is built
+	// only for the pools that need one.
+	Fields *header.Map
 }
 
 func (l *LoadBalancerContext) avoid(h *Host) bool {

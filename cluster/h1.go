@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wasmesh/wasmesh/header"
 	"github.com/wasmesh/wasmesh/internal/streamctx"
 )
 
@@ -442,7 +443,10 @@ func (pc *h1Conn) ioErr(err error) error {
 // request that fails on a reused connection before any byte of the
 // response arrived is sent again, once, on a new connection when that is
 // safe (see retryable).
-func (t *h1Transport) roundTrip(req *http.Request, h *Host) (*http.Response, error) {
+//
+// fields, when not nil, are the request's headers (req.Header is then
+// not used): see LoadBalancerContext.Fields.
+func (t *h1Transport) roundTrip(req *http.Request, fields *header.Map, h *Host) (*http.Response, error) {
 	ctx := req.Context()
 	rb, err := newH1ReqBody(req)
 	if err != nil {
@@ -465,11 +469,11 @@ func (t *h1Transport) roundTrip(req *http.Request, h *Host) (*http.Response, err
 				return nil, err
 			}
 		}
-		resp, stage, err := pc.exchange(req, &rb)
+		resp, stage, err := pc.exchange(req, fields, &rb)
 		if err == nil {
 			return resp, nil
 		}
-		if attempt == 0 && pc.reused && ctx.Err() == nil && rb.retryable(req, stage) {
+		if attempt == 0 && pc.reused && ctx.Err() == nil && rb.retryable(req, fields, stage) {
 			if nb, rerr := rb.rewind(req); rerr == nil {
 				rb = nb
 				continue
@@ -489,9 +493,9 @@ const (
 )
 
 // exchange writes req on pc and reads the response head.
-func (pc *h1Conn) exchange(req *http.Request, rb *h1ReqBody) (*http.Response, int, error) {
+func (pc *h1Conn) exchange(req *http.Request, fields *header.Map, rb *h1ReqBody) (*http.Response, int, error) {
 	pc.watch(req.Context())
-	pc.keepAlive = !req.Close && !hasToken(req.Header["Connection"], "close")
+	pc.keepAlive = !req.Close && !asksToClose(req, fields)
 	pc.served++
 	if m := pc.t.c.cfg.maxRequestsPerConn; m > 0 && pc.served >= m {
 		// max_requests_per_connection: this is the connection's last.
@@ -500,7 +504,7 @@ func (pc *h1Conn) exchange(req *http.Request, rb *h1ReqBody) (*http.Response, in
 	pc.wstate.Store(wDone)
 	pc.werr = nil
 
-	err := writeH1Head(pc.bw, req, rb)
+	err := writeH1Head(pc.bw, req, fields, rb)
 	if err != nil {
 		// A request we cannot encode: nothing was sent, but the
 		// connection's buffer holds part of it.

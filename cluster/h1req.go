@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // Writing requests for the lean HTTP/1.1 client.
@@ -74,7 +76,7 @@ func (rb *h1ReqBody) async() bool { return rb.r != nil && (rb.n < 0 || rb.n > h1
 // answered, and either nothing of the body can have been processed (a
 // write failed and the body is empty or can be replayed) or the request is
 // replayable (no body, or GetBody) and idempotent.
-func (rb *h1ReqBody) retryable(req *http.Request, stage int) bool {
+func (rb *h1ReqBody) retryable(req *http.Request, fields *header.Map, stage int) bool {
 	switch stage {
 	case failWrite:
 		return rb.r == nil || req.GetBody != nil
@@ -85,6 +87,11 @@ func (rb *h1ReqBody) retryable(req *http.Request, stage int) bool {
 		switch req.Method {
 		case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 			return true
+		}
+		if fields != nil {
+			_, a := fields.Get("idempotency-key")
+			_, b := fields.Get("x-idempotency-key")
+			return a || b
 		}
 		_, a := req.Header["Idempotency-Key"]
 		_, b := req.Header["X-Idempotency-Key"]
@@ -107,8 +114,23 @@ func (rb h1ReqBody) rewind(req *http.Request) (h1ReqBody, error) {
 	return newH1ReqBody(&r2)
 }
 
-// writeH1Head writes the request line and headers.
-func writeH1Head(w *bufio.Writer, req *http.Request, rb *h1ReqBody) error {
+// asksToClose reports whether the request's Connection header says close.
+func asksToClose(req *http.Request, fields *header.Map) bool {
+	if fields == nil {
+		return hasToken(req.Header["Connection"], "close")
+	}
+	for _, f := range fields.Fields() {
+		if f.Key == "connection" && hasToken([]string{f.Value}, "close") {
+			return true
+		}
+	}
+	return false
+}
+
+// writeH1Head writes the request line and headers: req.Header's, or the
+// fields when not nil (lower-case, in order, as Envoy's codec writes
+// them).
+func writeH1Head(w *bufio.Writer, req *http.Request, fields *header.Map, rb *h1ReqBody) error {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -132,7 +154,12 @@ func writeH1Head(w *bufio.Writer, req *http.Request, rb *h1ReqBody) error {
 			w.WriteString(u.RawQuery)
 		}
 	}
-	w.WriteString(" HTTP/1.1\r\nHost: ")
+	lower := fields != nil
+	if lower {
+		w.WriteString(" HTTP/1.1\r\nhost: ")
+	} else {
+		w.WriteString(" HTTP/1.1\r\nHost: ")
+	}
 	host := req.Host
 	if host == "" {
 		host = u.Host
@@ -142,6 +169,11 @@ func writeH1Head(w *bufio.Writer, req *http.Request, rb *h1ReqBody) error {
 	}
 	w.WriteString(host)
 	w.WriteString("\r\n")
+	if lower {
+		if err := writeH1Fields(w, fields); err != nil {
+			return err
+		}
+	}
 	for k, vv := range req.Header {
 		switch k {
 		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
@@ -163,11 +195,19 @@ func writeH1Head(w *bufio.Writer, req *http.Request, rb *h1ReqBody) error {
 	switch {
 	case rb.r != nil && rb.n >= 0:
 		var num [20]byte
-		w.WriteString("Content-Length: ")
+		if lower {
+			w.WriteString("content-length: ")
+		} else {
+			w.WriteString("Content-Length: ")
+		}
 		w.Write(strconv.AppendInt(num[:0], rb.n, 10))
 		w.WriteString("\r\n")
 	case rb.r != nil:
-		w.WriteString("Transfer-Encoding: chunked\r\n")
+		if lower {
+			w.WriteString("transfer-encoding: chunked\r\n")
+		} else {
+			w.WriteString("Transfer-Encoding: chunked\r\n")
+		}
 		if len(rb.trailer) > 0 {
 			w.WriteString("Trailer: ")
 			first := true
@@ -185,13 +225,44 @@ func writeH1Head(w *bufio.Writer, req *http.Request, rb *h1ReqBody) error {
 		}
 	case method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch:
 		// Many servers expect a length for these methods.
-		w.WriteString("Content-Length: 0\r\n")
+		if lower {
+			w.WriteString("content-length: 0\r\n")
+		} else {
+			w.WriteString("Content-Length: 0\r\n")
+		}
 	}
-	if req.Close && !hasToken(req.Header["Connection"], "close") {
-		w.WriteString("Connection: close\r\n")
+	if req.Close && !asksToClose(req, fields) {
+		if lower {
+			w.WriteString("connection: close\r\n")
+		} else {
+			w.WriteString("Connection: close\r\n")
+		}
 	}
 	_, err := w.WriteString("\r\n")
 	return err
+}
+
+// writeH1Fields writes a request's fields as header lines, skipping
+// pseudo-headers, host, the framing fields and trailer (written by
+// writeH1Head).
+func writeH1Fields(w *bufio.Writer, fields *header.Map) error {
+	for _, f := range fields.Fields() {
+		k := f.Key
+		if !forwardedField(k) || k == "trailer" {
+			continue
+		}
+		if !validToken(k) {
+			return fmt.Errorf("invalid header field name %q", clip(k))
+		}
+		if !validFieldValue(f.Value) {
+			return fmt.Errorf("invalid header field value for %q", k)
+		}
+		w.WriteString(k)
+		w.WriteString(": ")
+		w.WriteString(trimOWS(f.Value))
+		w.WriteString("\r\n")
+	}
+	return nil
 }
 
 // writeSmall writes a body of known small length behind the head, in the

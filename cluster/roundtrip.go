@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"sync/atomic"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // RoundTrip sends req to a host of the cluster and returns the response
@@ -32,6 +34,14 @@ import (
 func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.Response, *Host, error) {
 	if !c.traffic.Load() {
 		c.traffic.Store(true)
+	}
+	if lbc.Fields != nil && req.Header != nil {
+		lbc.Fields = nil
+	}
+	if lbc.Fields != nil && c.needsHTTPHeader(req, &lbc) {
+		r2 := *req
+		r2.Header = HeaderOfFields(lbc.Fields)
+		req, lbc.Fields = &r2, nil
 	}
 	h := c.pick(&lbc, req)
 	if h == nil {
@@ -83,7 +93,7 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 	var err error
 	switch pool {
 	case poolH1:
-		resp, err = c.tr.h1Pool().roundTrip(out, h)
+		resp, err = c.tr.h1Pool().roundTrip(out, lbc.Fields, h)
 	case poolALPN:
 		resp, err = c.tr.alpn.RoundTrip(out)
 	default:
@@ -119,6 +129,54 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 		resp.Body = &st.body
 	}
 	return resp, h, nil
+}
+
+// needsHTTPHeader reports whether a request given as Fields needs its
+// http.Header: for net/http's pools, and for an ORIGINAL_DST cluster that
+// reads a header.
+func (c *Cluster) needsHTTPHeader(req *http.Request, lbc *LoadBalancerContext) bool {
+	if c.origDst != nil && c.origDst.cfg.useHeader {
+		return true
+	}
+	return c.tr.forRequest(req, lbc) != poolH1
+}
+
+// HeaderOfFields is the http.Header of a request's fields: every field but
+// pseudo-headers, host and the framing fields, under its canonical name,
+// in order.
+func HeaderOfFields(f *header.Map) http.Header {
+	fields := f.Fields()
+	n := 0
+	for _, fl := range fields {
+		if forwardedField(fl.Key) {
+			n++
+		}
+	}
+	hdr := make(http.Header, n)
+	// One array holds every key's first value; a repeated key's slice
+	// grows out of it (capacity 1).
+	vals := make([]string, n)
+	i := 0
+	for _, fl := range fields {
+		if !forwardedField(fl.Key) {
+			continue
+		}
+		k := header.Canonical(fl.Key)
+		if vs, ok := hdr[k]; ok {
+			hdr[k] = append(vs, fl.Value)
+			continue
+		}
+		vals[i] = fl.Value
+		hdr[k] = vals[i : i+1 : i+1]
+		i++
+	}
+	return hdr
+}
+
+// forwardedField reports whether a request field goes upstream as a header
+// line (pseudo-headers, host and framing are the request's own).
+func forwardedField(k string) bool {
+	return k != "" && k[0] != ':' && k != "host" && k != "content-length" && k != "transfer-encoding"
 }
 
 // rtState is what one RoundTrip allocates.

@@ -47,12 +47,12 @@ func (t *transports) closeIdle() {
 func (t *transports) forRequest(req *http.Request, lbc *LoadBalancerContext) int {
 	switch t.c.cfg.protocol {
 	case protoHTTP2:
-		if isUpgrade(req) {
+		if isUpgrade(req, lbc) {
 			return poolH1
 		}
 		return poolH2
 	case protoDownstream:
-		if lbc.DownstreamHTTP2 && !isUpgrade(req) {
+		if lbc.DownstreamHTTP2 && !isUpgrade(req, lbc) {
 			return poolH2
 		}
 	}
@@ -62,7 +62,13 @@ func (t *transports) forRequest(req *http.Request, lbc *LoadBalancerContext) int
 	return poolH1
 }
 
-func isUpgrade(req *http.Request) bool { return req.Header.Get("Upgrade") != "" }
+func isUpgrade(req *http.Request, lbc *LoadBalancerContext) bool {
+	if req.Header == nil && lbc.Fields != nil {
+		v, _ := lbc.Fields.Get("upgrade")
+		return v != ""
+	}
+	return req.Header.Get("Upgrade") != ""
+}
 
 func (c *Cluster) buildTransports() {
 	c.tr.c = c

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmesh/wasmesh/cluster"
 	"github.com/wasmesh/wasmesh/filterchain/router"
 )
 
@@ -140,7 +141,10 @@ type slowClusters struct{ addr string }
 
 func (c *slowClusters) Has(string) bool { return true }
 
-func (c *slowClusters) RoundTrip(_ string, req *http.Request, _ router.LBContext) (*http.Response, string, error) {
+func (c *slowClusters) RoundTrip(_ string, req *http.Request, lb router.LBContext) (*http.Response, string, error) {
+	if req.Header == nil {
+		req.Header = cluster.HeaderOfFields(lb.Fields)
+	}
 	req.URL.Scheme, req.URL.Host = "http", c.addr
 	resp, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {

@@ -2,6 +2,7 @@ package route
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -96,6 +97,9 @@ type RouteAction struct {
 	// Timeout is the upstream request timeout: 15 s by default, 0 means
 	// none.
 	Timeout time.Duration
+	// TimeoutMs is Timeout in milliseconds, as x-envoy-expected-rq-timeout-ms
+	// carries it.
+	TimeoutMs string
 	// IdleTimeout overrides the HTTP connection manager's
 	// stream_idle_timeout when Set (0: disabled).
 	IdleTimeout OptionalDuration
@@ -283,6 +287,7 @@ func (c *compiler) routeAction(path string, r *Route, a *routev3.RouteAction, vh
 		}
 		ra.Upgrades[t] = u.GetEnabled() == nil || u.GetEnabled().GetValue()
 	}
+	ra.TimeoutMs = strconv.FormatInt(ra.Timeout.Milliseconds(), 10)
 	return ra
 }
 

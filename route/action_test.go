@@ -138,7 +138,7 @@ func TestRouteActionFields(t *testing.T) {
       max_grpc_timeout: 3s, grpc_timeout_offset: 0.1s, append_x_forwarded_host: true,
       upgrade_configs: [{upgrade_type: WebSocket}, {upgrade_type: h2c, enabled: false}]}`)
 	want := &RouteAction{
-		Cluster: "c", ClusterNotFoundCode: 404, Timeout: 0,
+		Cluster: "c", ClusterNotFoundCode: 404, Timeout: 0, TimeoutMs: "0",
 		IdleTimeout:             OptionalDuration{2500 * time.Millisecond, true},
 		MaxStreamDuration:       OptionalDuration{10 * time.Second, true},
 		GrpcTimeoutHeaderMax:    OptionalDuration{0, true},

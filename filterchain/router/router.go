@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/wasmesh/wasmesh/filterchain"
 	"github.com/wasmesh/wasmesh/header"
+	"github.com/wasmesh/wasmesh/internal/reqtarget"
 	"github.com/wasmesh/wasmesh/route"
 )
 
@@ -42,6 +42,10 @@ type LBContext struct {
 	// AutoHostRewrite asks the cluster to set the request's Host to the
 	// picked host's hostname.
 	AutoHostRewrite bool
+	// Fields are the request's headers, as the filters left them: the
+	// request the router passes has no http.Header of its own (see
+	// cluster.LoadBalancerContext.Fields).
+	Fields *header.Map
 }
 
 // Clusters is what the router needs from the cluster manager.
@@ -49,8 +53,9 @@ type Clusters interface {
 	// Has reports whether a cluster exists.
 	Has(name string) bool
 	// RoundTrip picks a host of the cluster and sends req to it. req.URL
-	// carries the path and query; the cluster sets scheme and host. The
-	// returned host is "ip:port". Errors should be (or wrap) *UpstreamError.
+	// carries the path and query; the cluster sets scheme and host; the
+	// headers are lb.Fields (req.Header is nil). The returned host is
+	// "ip:port". Errors should be (or wrap) *UpstreamError.
 	RoundTrip(cluster string, req *http.Request, lb LBContext) (resp *http.Response, host string, err error)
 }
 
@@ -200,7 +205,11 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 	}
 	if !c.suppressEnvoy {
 		if timeout > 0 {
-			h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(timeout.Milliseconds(), 10))
+			v := a.TimeoutMs
+			if timeout != a.Timeout || v == "" {
+				v = strconv.FormatInt(timeout.Milliseconds(), 10)
+			}
+			h.Set("x-envoy-expected-rq-timeout-ms", v)
 		}
 	}
 	for _, k := range []string{"x-envoy-retry-on", "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms"} {
@@ -212,7 +221,7 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 	}
 
 	lb := LBContext{Downstream: info.DownstreamRemote, AutoHostRewrite: a.AutoHostRewrite,
-		DownstreamHTTP2: info.Protocol == "HTTP/2.0" || info.Protocol == "HTTP/2"}
+		DownstreamHTTP2: info.Protocol == "HTTP/2.0" || info.Protocol == "HTTP/2", Fields: h}
 	if a.Hash != nil {
 		lb.Hash, lb.HasHash = a.Hash.Hash(route.HashInput{Headers: h, RemoteAddr: info.DownstreamRemote.Addr()})
 	}
@@ -382,12 +391,14 @@ func backoff(ctx context.Context, p *route.RetryPolicy, attempt int) {
 	}
 }
 
-// buildRequest makes the upstream request from the (finalized) headers.
+// buildRequest makes the upstream request from the (finalized) headers:
+// method, target and authority from the pseudo-headers, the body, and no
+// http.Header (the cluster writes the header map: LBContext.Fields).
 func buildRequest(ctx context.Context, h *header.Map, r *Request) (*http.Request, error) {
 	method, _ := h.Get(":method")
 	path, _ := h.Get(":path")
 	authority, _ := h.Get(":authority")
-	u, err := url.ParseRequestURI(path)
+	u, err := reqtarget.Parse(path)
 	if err != nil {
 		return nil, err
 	}
@@ -402,13 +413,14 @@ func buildRequest(ctx context.Context, h *header.Map, r *Request) (*http.Request
 	default:
 		cl = 0
 	}
-	req := &http.Request{
+	// A template on the stack: WithContext makes the one copy that
+	// escapes.
+	req := http.Request{
 		Method:        method,
 		URL:           u,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        make(http.Header, h.Len()),
 		Body:          body,
 		ContentLength: cl,
 		Host:          authority,
@@ -419,38 +431,7 @@ func buildRequest(ctx context.Context, h *header.Map, r *Request) (*http.Request
 		// closes (retries are the route's retry policy's call).
 		req.Body = emptyBody{}
 	}
-	fields := h.Fields()
-	n := 0
-	for _, f := range fields {
-		if forwardedField(f.Key) {
-			n++
-		}
-	}
-	// One array holds every key's first value; a repeated key's slice
-	// grows out of it (capacity 1).
-	vals := make([]string, n)
-	i := 0
-	for _, f := range fields {
-		if !forwardedField(f.Key) {
-			continue
-		}
-		k := header.Canonical(f.Key)
-		if vs, ok := req.Header[k]; ok {
-			req.Header[k] = append(vs, f.Value)
-			continue
-		}
-		vals[i] = f.Value
-		req.Header[k] = vals[i : i+1 : i+1]
-		i++
-	}
 	return req.WithContext(ctx), nil
-}
-
-// forwardedField reports whether a request header goes upstream as an
-// http.Header entry (pseudo-headers, host and framing are the request's
-// fields).
-func forwardedField(k string) bool {
-	return k != "" && k[0] != ':' && k != "host" && k != "content-length" && k != "transfer-encoding"
 }
 
 // serviceTimes are x-envoy-upstream-service-time values for the common

@@ -130,6 +130,9 @@ type h1conn struct {
 	nc  net.Conn
 	br  *bufio.Reader
 	bw  *bufio.Writer
+	// streamIdle is the stream_idle_timeout clock of the connection's
+	// requests.
+	streamIdle *idleClock
 
 	// ctx is the connection's; each request's stream context is made
 	// from it (streamctx hooks, no per-request registration cost).

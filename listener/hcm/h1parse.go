@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmesh/wasmesh/header"
+	"github.com/wasmesh/wasmesh/internal/reqtarget"
 )
 
 // h1Error is a malformed request: the connection answers status with
@@ -297,7 +298,7 @@ func newRequestFromHead(h *h1Head) (*http.Request, error) {
 	case h.target == "*":
 		u = &url.URL{Path: "*"}
 	default:
-		u, err = url.ParseRequestURI(h.target)
+		u, err = reqtarget.Parse(h.target)
 		if err != nil {
 			return nil, badRequest("http1.invalid_url")
 		}

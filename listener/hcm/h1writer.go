@@ -60,6 +60,14 @@ func (w *h1Writer) Header() http.Header {
 
 func (w *h1Writer) requestFields() (*header.Map, int) { return w.reqFields, w.reqBytes }
 
+// idleClock is the connection's: its requests come one at a time.
+func (w *h1Writer) idleClock() *idleClock {
+	if w.c.streamIdle == nil {
+		w.c.streamIdle = &idleClock{}
+	}
+	return w.c.streamIdle
+}
+
 // WriteHeaderMap starts the response with the fields of h (pseudo-headers
 // skipped) and the trailer names to declare; it replaces Header and
 // WriteHeader for the connection manager.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/wasmesh/wasmesh/header"
+	"github.com/wasmesh/wasmesh/internal/reqtarget"
 	"github.com/wasmesh/wasmesh/internal/streamctx"
 )
 
@@ -421,7 +422,7 @@ func (cc *h2conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, *header.
 	var err error
 	if method == http.MethodConnect && path == "" {
 		u = &url.URL{Host: authority}
-	} else if u, err = url.ParseRequestURI(path); err != nil {
+	} else if u, err = reqtarget.Parse(path); err != nil {
 		return nil, nil, 0, false
 	}
 	r.URL = u
@@ -799,6 +800,7 @@ func (b *h2Body) close() (int64, bool) {
 // h2Writer is the http.ResponseWriter of one HTTP/2 stream.
 type h2Writer struct {
 	st        *h2stream
+	idle      idleClock
 	req       *http.Request
 	header    http.Header
 	hmap      *header.Map
@@ -842,6 +844,9 @@ func (w *h2Writer) WriteHeaderMap(code int, h *header.Map, trailers []string) {
 }
 
 func (w *h2Writer) requestFields() (*header.Map, int) { return w.reqFields, w.reqBytes }
+
+// idleClock is the stream's own (streams run at once).
+func (w *h2Writer) idleClock() *idleClock { return &w.idle }
 
 func (w *h2Writer) Write(p []byte) (int, error) {
 	if !w.wrote {

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/net/http2"
 
+	"github.com/wasmesh/wasmesh/cluster"
 	"github.com/wasmesh/wasmesh/filterchain"
 	"github.com/wasmesh/wasmesh/filterchain/router"
 	"github.com/wasmesh/wasmesh/filterchain/wasmfilter"
@@ -36,8 +37,11 @@ type staticClusters struct {
 
 func (c *staticClusters) Has(name string) bool { _, ok := c.addrs[name]; return ok }
 
-func (c *staticClusters) RoundTrip(name string, req *http.Request, _ router.LBContext) (*http.Response, string, error) {
+func (c *staticClusters) RoundTrip(name string, req *http.Request, lb router.LBContext) (*http.Response, string, error) {
 	addr := c.addrs[name]
+	if req.Header == nil {
+		req.Header = cluster.HeaderOfFields(lb.Fields)
+	}
 	req.URL.Scheme, req.URL.Host = "http", addr
 	resp, err := c.tr.RoundTrip(req)
 	if err != nil {

@@ -72,7 +72,7 @@ type stream struct {
 	responseStarted atomic.Bool
 	requestDone     atomic.Bool
 	idleFired       atomic.Bool
-	idleTimer       *time.Timer
+	idle            *idleClock
 	requestTimer    *time.Timer
 }
 
@@ -80,7 +80,8 @@ type stream struct {
 func (s *stream) startTimers() {
 	m := s.m
 	if m.StreamIdleTimeout > 0 {
-		s.idleTimer = time.AfterFunc(m.StreamIdleTimeout, s.onIdleTimeout)
+		s.idle = s.w.idleClock()
+		s.idle.arm(s, m.StreamIdleTimeout)
 	}
 	if m.RequestTimeout > 0 {
 		s.requestTimer = time.AfterFunc(m.RequestTimeout, s.onRequestTimeout)
@@ -88,8 +89,8 @@ func (s *stream) startTimers() {
 }
 
 func (s *stream) stopTimers() {
-	if s.idleTimer != nil {
-		s.idleTimer.Stop()
+	if s.idle != nil {
+		s.idle.disarm(s)
 	}
 	if s.requestTimer != nil {
 		s.requestTimer.Stop()
@@ -98,8 +99,8 @@ func (s *stream) stopTimers() {
 
 // touch records activity on the stream (bytes either way, headers).
 func (s *stream) touch() {
-	if s.idleTimer != nil {
-		s.idleTimer.Reset(s.m.StreamIdleTimeout)
+	if s.idle != nil {
+		s.idle.touch()
 	}
 }
 
@@ -689,6 +690,9 @@ type codecWriter interface {
 	http.Flusher
 	requestFields() (*header.Map, int)
 	WriteHeaderMap(code int, h *header.Map, trailers []string)
+	// idleClock is the stream_idle_timeout clock of the request's stream
+	// slot.
+	idleClock() *idleClock
 }
 
 // writeMapHeaders is writeHeaders for the manager's codecs: the header map

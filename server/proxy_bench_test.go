@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkProxyH1 is one proxied request through the whole data plane,
+// as bench/run.sh drives it: a keep-alive HTTP/1.1 client, the bench
+// bootstrap's listener (connection manager, router, no filter), a pooled
+// keep-alive HTTP/1.1 upstream. Client and upstream speak raw bytes, so
+// the allocations reported are the proxy's.
+func BenchmarkProxyH1(b *testing.B) {
+	up := benchUpstream(b)
+	upHost, upPort, _ := net.SplitHostPort(up)
+	port, admin := benchFreePort(b), benchFreePort(b)
+	cfg := fmt.Sprintf(`
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
+static_resources:
+  listeners:
+  - name: h1
+    address: {socket_address: {address: 127.0.0.1, port_value: %d}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: h1
+          codec_type: HTTP1
+          generate_request_id: false
+          route_config:
+            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: upstream}}]}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: upstream
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: %s, port_value: %s}}}
+`, admin, port, upHost, upPort)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Main(ctx, "wasmesh", []string{"--config-yaml", cfg, "-l", "error"}, io.Discard, io.Discard) }()
+	b.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			b.Error("proxy did not stop")
+		}
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var conn net.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn = c
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("proxy not listening: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer conn.Close()
+	req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	br := bufio.NewReader(conn)
+	roundTrip := func() {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		status, err := br.ReadSlice('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !bytes.HasPrefix(status, []byte("HTTP/1.1 200")) {
+			b.Fatalf("status line %q", status)
+		}
+		length := -1
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			line = bytes.TrimRight(line, "\r\n")
+			if len(line) == 0 {
+				break
+			}
+			if k, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(k), "content-length") {
+				length, _ = strconv.Atoi(strings.TrimSpace(string(v)))
+			}
+		}
+		if length < 0 {
+			b.Fatal("response without content-length")
+		}
+		if _, err := br.Discard(length); err != nil {
+			b.Fatal(err)
+		}
+	}
+	roundTrip()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		roundTrip()
+	}
+}
+
+// benchUpstream answers every request (headers only) with the same small
+// response, from raw bytes.
+func benchUpstream(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(bytes.TrimRight(line, "\r\n")) == 0 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func benchFreePort(b *testing.B) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
