@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -482,6 +483,13 @@ func (cc *h2conn) releaseSlot() {
 	idle := cc.active == 0
 	closeNow := idle && cc.goingAway
 	cc.mu.Unlock()
+	if !idle {
+		// Other streams are running: let those that are ready (their
+		// upstream answered) write first, so one write carries several
+		// responses. The flush below then finds nothing left to send when
+		// a later stream's flush took this one's frames along.
+		runtime.Gosched()
+	}
 	cc.flushDirty()
 	if closeNow {
 		cc.closeSoon()
