@@ -49,6 +49,11 @@ type LoadBalancerContext struct {
 	// they are, lower-case as Envoy's codec does; an http.Header is built
 	// only for the pools that need one.
 	Fields *header.Map
+	// Response, when set, is where the HTTP/1.1 pool puts the response's
+	// head: ":status" first, then the fields in order, lower-case. The
+	// response then has a nil Header (a 101 keeps its http.Header, and
+	// the other pools always fill Header).
+	Response *header.Map
 }
 
 func (l *LoadBalancerContext) avoid(h *Host) bool {

@@ -79,6 +79,7 @@ type h1Conn struct {
 	deadlineSet bool
 	abortFn     func()             // pc.abort, made once
 	hookedOn    *streamctx.Context // the request's context pc is a hook of
+	respOut     *header.Map        // where the exchange's response head goes, if not to an http.Header
 	hookFired   bool               // the context was cancelled before watch
 	keepAlive   bool               // the exchange allows reuse (no Connection: close either way)
 	wstate      atomic.Int32
@@ -445,8 +446,9 @@ func (pc *h1Conn) ioErr(err error) error {
 // safe (see retryable).
 //
 // fields, when not nil, are the request's headers (req.Header is then
-// not used): see LoadBalancerContext.Fields.
-func (t *h1Transport) roundTrip(req *http.Request, fields *header.Map, h *Host) (*http.Response, error) {
+// not used): see LoadBalancerContext.Fields; respOut, when not nil, gets
+// the response's (see LoadBalancerContext.Response).
+func (t *h1Transport) roundTrip(req *http.Request, fields, respOut *header.Map, h *Host) (*http.Response, error) {
 	ctx := req.Context()
 	rb, err := newH1ReqBody(req)
 	if err != nil {
@@ -469,6 +471,7 @@ func (t *h1Transport) roundTrip(req *http.Request, fields *header.Map, h *Host) 
 				return nil, err
 			}
 		}
+		pc.respOut = respOut
 		resp, stage, err := pc.exchange(req, fields, &rb)
 		if err == nil {
 			return resp, nil
@@ -633,7 +636,7 @@ func (pc *h1Conn) readHead(hd *h1Head) (int, error) {
 	for {
 		buf, _ := br.Peek(br.Buffered())
 		if end := findHeadEnd(buf); end >= 0 {
-			err := parseH1Head(buf[:end], hd)
+			err := parseH1Head(buf[:end], hd, pc.respOut)
 			_, _ = br.Discard(end)
 			return end, err
 		}
@@ -667,7 +670,7 @@ func (pc *h1Conn) readHead(hd *h1Head) (int, error) {
 			return len(acc), err
 		}
 		if line := acc[lineStart:]; len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
-			err := parseH1Head(acc, hd)
+			err := parseH1Head(acc, hd, pc.respOut)
 			return len(acc), err
 		}
 		lineStart = len(acc)

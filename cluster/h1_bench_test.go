@@ -100,7 +100,7 @@ func BenchmarkRoundTripH1(b *testing.B) {
 	b.Run("transport=h1", func(b *testing.B) {
 		c := h1Cluster(b, addr, 0)
 		h := c.Hosts()[0]
-		run(b, func(r *http.Request) (*http.Response, error) { return c.tr.h1Pool().roundTrip(r, nil, h) })
+		run(b, func(r *http.Request) (*http.Response, error) { return c.tr.h1Pool().roundTrip(r, nil, nil, h) })
 	})
 	b.Run("cluster=nethttp", func(b *testing.B) {
 		c := h1Cluster(b, addr, 0)

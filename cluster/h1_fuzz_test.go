@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"net/http"
+	"reflect"
+	"strconv"
 	"testing"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // FuzzH1ResponseHead feeds arbitrary bytes to the response head parser: it
 // must not panic; a head it accepts has a three-digit status, canonical
 // header names and values without control characters, and agrees with
-// net/http's parser on the status and the headers when that accepts it too.
+// net/http's parser on the status and the headers when that accepts it too;
+// the header-map form agrees with the http.Header form.
 func FuzzH1ResponseHead(f *testing.F) {
 	for _, s := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n",
@@ -31,9 +36,21 @@ func FuzzH1ResponseHead(f *testing.F) {
 		if end < 0 {
 			return
 		}
-		var hd h1Head
-		if err := parseH1Head(b[:end], &hd); err != nil {
+		var hd, hdm h1Head
+		var m header.Map
+		err := parseH1Head(b[:end], &hd, nil)
+		merr := parseH1Head(b[:end], &hdm, &m)
+		if (err == nil) != (merr == nil) {
+			t.Fatalf("http.Header parse: %v, header map parse: %v", err, merr)
+		}
+		if err != nil {
 			return
+		}
+		if st, _ := m.Get(":status"); st != strconv.Itoa(hd.code) {
+			t.Fatalf(":status %q, code %d", st, hd.code)
+		}
+		if got := responseHeaderOfFields(&m); !reflect.DeepEqual(got, hd.header) && (len(got) != 0 || len(hd.header) != 0) {
+			t.Fatalf("header map %q, http.Header %q", got, hd.header)
 		}
 		if hd.code < 100 || hd.code > 999 || hd.major != 1 {
 			t.Fatalf("accepted status %d version %d.%d", hd.code, hd.major, hd.minor)

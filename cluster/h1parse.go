@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // The HTTP/1.1 response head parser of the lean upstream client.
@@ -30,6 +32,10 @@ type h1Head struct {
 	status       string // "200 OK"
 	code         int
 	header       http.Header
+	// fields, when the caller asked for the head as a header map, hold
+	// the fields instead of header: ":status" first, then the response's
+	// fields in order, with lower-case names.
+	fields *header.Map
 }
 
 // findHeadEnd returns the length of the head in b, through the blank line
@@ -51,9 +57,10 @@ func findHeadEnd(b []byte) int {
 }
 
 // parseH1Head parses one complete response head (as found by
-// findHeadEnd). Header names come out in http.Header's canonical form;
-// names and values share one string copy of the head.
-func parseH1Head(b []byte, hd *h1Head) error {
+// findHeadEnd). Header names come out in http.Header's canonical form, or,
+// when out is not nil, into out (see h1Head.fields); names and values share
+// one string copy of the head.
+func parseH1Head(b []byte, hd *h1Head, out *header.Map) error {
 	// Count the lines to size the header map and its value slices in one
 	// allocation each, as textproto does.
 	lines := 0
@@ -69,6 +76,9 @@ func parseH1Head(b []byte, hd *h1Head) error {
 		return err
 	}
 	n := max(lines-2, 0)
+	if out != nil {
+		return parseH1Fields(rest, n, hd, out)
+	}
 	hd.header = make(http.Header, n)
 	vals := make([]string, n)
 	var last string // the previous field's name, for obsolete line folding
@@ -119,6 +129,85 @@ func parseH1Head(b []byte, hd *h1Head) error {
 			hd.header[key] = []string{v}
 		}
 	}
+}
+
+// parseH1Fields parses the field lines of a head into out, after
+// ":status"; n is about how many there are. The map gets room for a few
+// more (the router and the connection manager add some).
+func parseH1Fields(rest string, n int, hd *h1Head, out *header.Map) error {
+	fields := make([]header.Field, 1, n+5)
+	fields[0] = header.Field{Key: ":status", Value: hd.status[:3]}
+	var line string
+	for {
+		line, rest = cutLine(rest)
+		if line == "" {
+			out.Adopt(fields)
+			hd.fields = out
+			return nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// obs-fold: a continuation of the previous field's value.
+			last := &fields[len(fields)-1]
+			if len(fields) == 1 {
+				return fmt.Errorf("%w: continuation line %q", errH1MalformedHeader, clip(line))
+			}
+			v := trimOWS(line)
+			switch {
+			case !validFieldValue(v):
+				return fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, last.Key)
+			case last.Value == "":
+				last.Value = v
+			case v != "":
+				last.Value += " " + v
+			}
+			continue
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
+			return fmt.Errorf("%w: %q", errH1MalformedHeader, clip(line))
+		}
+		key, ok := lowerKey(line[:colon])
+		if !ok {
+			return fmt.Errorf("%w: field name %q", errH1MalformedHeader, clip(line[:colon]))
+		}
+		v := trimOWS(line[colon+1:])
+		if !validFieldValue(v) {
+			return fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, key)
+		}
+		fields = append(fields, header.Field{Key: key, Value: v})
+	}
+}
+
+// lowerKey validates a field name and returns it in lower case: the name
+// itself when it already is, a shared constant for common names, else a
+// new string.
+func lowerKey(k string) (string, bool) {
+	lower := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !isTokenChar(c) {
+			return "", false
+		}
+		if 'A' <= c && c <= 'Z' {
+			lower = false
+		}
+	}
+	if lower {
+		return k, true
+	}
+	var buf [64]byte
+	b := buf[:0]
+	if len(k) > len(buf) {
+		b = make([]byte, 0, len(k))
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return header.Intern(b), true
 }
 
 // cutLine splits off the first line of s, without its "\r\n" or "\n".

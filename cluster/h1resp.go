@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync/atomic"
+
+	"github.com/wasmesh/wasmesh/header"
 )
 
 // Response framing and bodies of the lean HTTP/1.1 client, with net/http's
@@ -31,7 +33,7 @@ type h1Resp struct {
 // newResponse builds the response from its head and sets up its body.
 func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, error) {
 	hd := &r.head
-	h := hd.header
+	h := hd.header // nil when the head went to hd.fields
 	resp := &r.resp
 	*resp = http.Response{
 		Status:     hd.status,
@@ -43,18 +45,25 @@ func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, err
 		Request:    req,
 		TLS:        pc.tlsState,
 	}
-	if cv, ok := h["Connection"]; ok {
+	if cv, ok := hd.values("Connection", "connection"); ok {
 		closeTok := hasToken(cv, "close")
 		if hd.minor == 0 {
 			resp.Close = closeTok || !hasToken(cv, "keep-alive")
 		} else if closeTok {
 			resp.Close = true
-			delete(h, "Connection")
+			hd.del("Connection", "connection")
 		}
 	} else if hd.minor == 0 {
 		resp.Close = true
 	}
 	if hd.code == http.StatusSwitchingProtocols {
+		if hd.fields != nil {
+			// The tunnel's head goes back as an http.Header.
+			h = responseHeaderOfFields(hd.fields)
+			resp.Header = h
+			hd.fields.Adopt(nil)
+			hd.fields, hd.header = nil, h
+		}
 		// The connection now belongs to the caller: a two-way stream,
 		// no longer bound to the request's context.
 		pc.keepAlive = false
@@ -66,8 +75,8 @@ func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, err
 	}
 
 	chunked := false
-	if te, ok := h["Transfer-Encoding"]; ok {
-		delete(h, "Transfer-Encoding")
+	if te, ok := hd.values("Transfer-Encoding", "transfer-encoding"); ok {
+		hd.del("Transfer-Encoding", "transfer-encoding")
 		if hd.minor >= 1 {
 			if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
 				return nil, fmt.Errorf("unsupported transfer encoding %q", te)
@@ -76,16 +85,9 @@ func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, err
 		}
 	}
 	cl := int64(-1)
-	if cls, ok := h["Content-Length"]; ok {
-		first := trimOWS(cls[0])
-		for _, v := range cls[1:] {
-			if trimOWS(v) != first {
-				return nil, fmt.Errorf("conflicting Content-Length values %q", cls)
-			}
-		}
-		if len(cls) > 1 {
-			h["Content-Length"] = cls[:1]
-		}
+	if first, ok, err := hd.contentLength(); err != nil {
+		return nil, err
+	} else if ok {
 		n, ok := parseContentLength(first)
 		if !ok {
 			return nil, fmt.Errorf("bad Content-Length %q", clip(first))
@@ -99,7 +101,7 @@ func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, err
 	case head || !bodyAllowed:
 		length = 0
 	case chunked:
-		delete(h, "Content-Length")
+		hd.del("Content-Length", "content-length")
 		length = -1
 	}
 	resp.ContentLength = length
@@ -108,8 +110,8 @@ func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, err
 	}
 	if chunked {
 		resp.TransferEncoding = []string{"chunked"}
-		if tv, ok := h["Trailer"]; ok {
-			delete(h, "Trailer")
+		if tv, ok := hd.values("Trailer", "trailer"); ok {
+			hd.del("Trailer", "trailer")
 			resp.Trailer = http.Header{}
 			for _, v := range tv {
 				for _, k := range strings.Split(v, ",") {
@@ -147,6 +149,74 @@ func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, err
 		pc.release()
 	}
 	return resp, nil
+}
+
+// responseHeaderOfFields is the http.Header of a response head's fields.
+func responseHeaderOfFields(f *header.Map) http.Header {
+	h := make(http.Header, f.Len())
+	for _, fl := range f.Fields() {
+		if fl.Key != "" && fl.Key[0] != ':' {
+			k := header.Canonical(fl.Key)
+			h[k] = append(h[k], fl.Value)
+		}
+	}
+	return h
+}
+
+// values returns a field's values, by its canonical name in the
+// http.Header or its lower-case name in the fields.
+func (hd *h1Head) values(canon, lower string) ([]string, bool) {
+	if hd.fields == nil {
+		v, ok := hd.header[canon]
+		return v, ok
+	}
+	v := hd.fields.Values(lower)
+	return v, len(v) > 0
+}
+
+func (hd *h1Head) del(canon, lower string) {
+	if hd.fields == nil {
+		delete(hd.header, canon)
+		return
+	}
+	hd.fields.Del(lower)
+}
+
+// contentLength returns the Content-Length value (trimmed), after checking
+// that repeated ones agree; repeats are dropped.
+func (hd *h1Head) contentLength() (string, bool, error) {
+	if hd.fields == nil {
+		cls, ok := hd.header["Content-Length"]
+		if !ok {
+			return "", false, nil
+		}
+		first := trimOWS(cls[0])
+		for _, v := range cls[1:] {
+			if trimOWS(v) != first {
+				return "", false, fmt.Errorf("conflicting Content-Length values %q", cls)
+			}
+		}
+		if len(cls) > 1 {
+			hd.header["Content-Length"] = cls[:1]
+		}
+		return first, true, nil
+	}
+	first, n := "", 0
+	for _, f := range hd.fields.Fields() {
+		if f.Key != "content-length" {
+			continue
+		}
+		n++
+		if n == 1 {
+			first = trimOWS(f.Value)
+		} else if trimOWS(f.Value) != first {
+			return "", false, fmt.Errorf("conflicting Content-Length values %q", hd.fields.Values("content-length"))
+		}
+	}
+	if n > 1 {
+		hd.fields.Set("content-length", first)
+	}
+	return first, n > 0, nil
 }
 
 func parseContentLength(s string) (int64, bool) {

@@ -93,7 +93,7 @@ func (c *Cluster) RoundTrip(req *http.Request, lbc LoadBalancerContext) (*http.R
 	var err error
 	switch pool {
 	case poolH1:
-		resp, err = c.tr.h1Pool().roundTrip(out, lbc.Fields, h)
+		resp, err = c.tr.h1Pool().roundTrip(out, lbc.Fields, lbc.Response, h)
 	case poolALPN:
 		resp, err = c.tr.alpn.RoundTrip(out)
 	default:

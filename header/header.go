@@ -133,6 +133,10 @@ func (h *Map) Reset(fields []Field) {
 	}
 }
 
+// Adopt makes fields the map's fields, without a copy: the caller hands
+// them over, keys already lower-case (a codec that parsed them).
+func (h *Map) Adopt(fields []Field) { h.fields = fields }
+
 // Clone returns a deep copy.
 func (h *Map) Clone() *Map {
 	if h == nil {

@@ -69,7 +69,7 @@ func (r routerClusters) RoundTrip(name string, req *http.Request, lb router.LBCo
 	}
 	resp, host, err := c.RoundTrip(req, cluster.LoadBalancerContext{
 		Hash: lb.Hash, HasHash: lb.HasHash, OriginalDst: lb.OriginalDst, DownstreamHTTP2: lb.DownstreamHTTP2,
-		AutoHostRewrite: lb.AutoHostRewrite, Fields: lb.Fields,
+		AutoHostRewrite: lb.AutoHostRewrite, Fields: lb.Fields, Response: lb.Response,
 	})
 	addr := ""
 	if host != nil {

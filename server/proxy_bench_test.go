@@ -19,63 +19,7 @@ import (
 // keep-alive HTTP/1.1 upstream. Client and upstream speak raw bytes, so
 // the allocations reported are the proxy's.
 func BenchmarkProxyH1(b *testing.B) {
-	up := benchUpstream(b)
-	upHost, upPort, _ := net.SplitHostPort(up)
-	port, admin := benchFreePort(b), benchFreePort(b)
-	cfg := fmt.Sprintf(`
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
-static_resources:
-  listeners:
-  - name: h1
-    address: {socket_address: {address: 127.0.0.1, port_value: %d}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: h1
-          codec_type: HTTP1
-          generate_request_id: false
-          route_config:
-            virtual_hosts:
-            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: upstream}}]}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-  clusters:
-  - name: upstream
-    connect_timeout: 2s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: %s, port_value: %s}}}
-`, admin, port, upHost, upPort)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Main(ctx, "wasmesh", []string{"--config-yaml", cfg, "-l", "error"}, io.Discard, io.Discard) }()
-	b.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			b.Error("proxy did not stop")
-		}
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	var conn net.Conn
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			conn = c
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("proxy not listening: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	conn := dialProxy(b, startBenchProxy(b, benchUpstream(b, benchResponse)))
 	defer conn.Close()
 	req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	br := bufio.NewReader(conn)
@@ -119,15 +63,83 @@ static_resources:
 	}
 }
 
-// benchUpstream answers every request (headers only) with the same small
-// response, from raw bytes.
-func benchUpstream(b *testing.B) string {
+// benchResponse is the upstream's answer in BenchmarkProxyH1.
+const benchResponse = "HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" +
+	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
+// startBenchProxy runs the proxy with the bench bootstrap's HTTP/1.1
+// listener in front of the upstream at up, and returns its address.
+func startBenchProxy(tb testing.TB, up string) string {
+	upHost, upPort, _ := net.SplitHostPort(up)
+	port, admin := benchFreePort(tb), benchFreePort(tb)
+	cfg := fmt.Sprintf(`
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
+static_resources:
+  listeners:
+  - name: h1
+    address: {socket_address: {address: 127.0.0.1, port_value: %d}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: h1
+          codec_type: HTTP1
+          generate_request_id: false
+          route_config:
+            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: upstream}}]}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: upstream
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: %s, port_value: %s}}}
+`, admin, port, upHost, upPort)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Main(ctx, "wasmesh", []string{"--config-yaml", cfg, "-l", "error"}, io.Discard, io.Discard)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			tb.Error("proxy did not stop")
+		}
+	})
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// dialProxy connects to the proxy once it listens.
+func dialProxy(tb testing.TB, addr string) net.Conn {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("proxy not listening: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// benchUpstream answers every request (headers only) with resp, from raw
+// bytes.
+func benchUpstream(b testing.TB, resp string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -147,7 +159,7 @@ func benchUpstream(b *testing.B) string {
 							break
 						}
 					}
-					if _, err := c.Write(resp); err != nil {
+					if _, err := io.WriteString(c, resp); err != nil {
 						return
 					}
 				}
@@ -157,7 +169,7 @@ func benchUpstream(b *testing.B) string {
 	return ln.Addr().String()
 }
 
-func benchFreePort(b *testing.B) int {
+func benchFreePort(b testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

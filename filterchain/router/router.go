@@ -46,6 +46,10 @@ type LBContext struct {
 	// request the router passes has no http.Header of its own (see
 	// cluster.LoadBalancerContext.Fields).
 	Fields *header.Map
+	// Response, when set, may receive the response's head (":status"
+	// first, lower-case names, in order); the response then has a nil
+	// Header (see cluster.LoadBalancerContext.Response).
+	Response *header.Map
 }
 
 // Clusters is what the router needs from the cluster manager.
@@ -143,6 +147,9 @@ type Request struct {
 	Formatter route.Formatter
 	// Random is the stream's random value.
 	Random uint64
+	// ResponseHeaders, when set, is where the upstream response's head
+	// may go instead of its http.Header (LBContext.Response).
+	ResponseHeaders *header.Map
 }
 
 // Forward sends the request upstream, with retries, and returns the
@@ -221,7 +228,8 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 	}
 
 	lb := LBContext{Downstream: info.DownstreamRemote, AutoHostRewrite: a.AutoHostRewrite,
-		DownstreamHTTP2: info.Protocol == "HTTP/2.0" || info.Protocol == "HTTP/2", Fields: h}
+		DownstreamHTTP2: info.Protocol == "HTTP/2.0" || info.Protocol == "HTTP/2", Fields: h,
+		Response: r.ResponseHeaders}
 	if a.Hash != nil {
 		lb.Hash, lb.HasHash = a.Hash.Hash(route.HashInput{Headers: h, RemoteAddr: info.DownstreamRemote.Addr()})
 	}
@@ -279,7 +287,10 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 			return nil, c.failureReply(info, err, timedOut, attempt > 0 && attempt >= numRetries && numRetries > 0)
 		}
 		if retryOn != 0 && numRetries > 0 && s.Context.Err() == nil {
-			rh := responseHeaderMap(resp, retryOn&route.RetryRetriableHeaders != 0)
+			rh := lb.Response
+			if resp.Header != nil {
+				rh = responseHeaderMap(resp, retryOn&route.RetryRetriableHeaders != 0)
+			}
 			p := policy
 			if p == nil {
 				p = &route.RetryPolicy{}
@@ -298,10 +309,15 @@ func (c *Config) Forward(r *Request) (*http.Response, *filterchain.LocalReply) {
 			}
 		}
 		if !c.suppressEnvoy {
-			if resp.Header == nil {
-				resp.Header = http.Header{}
+			st := serviceTime(time.Since(start).Milliseconds())
+			switch {
+			case resp.Header != nil:
+				resp.Header["X-Envoy-Upstream-Service-Time"] = st
+			case lb.Response != nil:
+				lb.Response.Set("x-envoy-upstream-service-time", st[0])
+			default:
+				resp.Header = http.Header{"X-Envoy-Upstream-Service-Time": st}
 			}
-			resp.Header["X-Envoy-Upstream-Service-Time"] = serviceTime(time.Since(start).Milliseconds())
 		}
 		if routeCtx != nil || try != nil {
 			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {

@@ -67,6 +67,11 @@ type stream struct {
 
 	headersSent bool
 
+	// upstreamHead receives the upstream response's head from the
+	// HTTP/1.1 pool (router.Request.ResponseHeaders): it becomes the
+	// response header map, without an http.Header in between.
+	upstreamHead header.Map
+
 	// Stream timers (stream_idle_timeout, request_timeout) fire on their
 	// own goroutines; these flags are what they may read.
 	responseStarted atomic.Bool
@@ -359,7 +364,8 @@ func (s *stream) process(filters []filterchain.Filter, plan *filterchain.Plan, t
 	}
 
 	// Request body.
-	req := &router.Request{Stream: fs, Match: match, ContentLength: -1, Random: rnd, Formatter: s.formatter()}
+	req := &router.Request{Stream: fs, Match: match, ContentLength: -1, Random: rnd, Formatter: s.formatter(),
+		ResponseHeaders: &s.upstreamHead}
 	if !endStream {
 		bytesIn.r = r.Body
 		if plan.WantsBody(filterchain.Request) {
@@ -494,13 +500,29 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 	fs := s.fs
 	s.responseStarted.Store(true)
 	s.touch()
-	h := header.NewCap(4+len(resp.Header), ":status", statusString(resp.StatusCode))
-	for k, vs := range resp.Header {
-		if hopByHop(k) {
-			continue
+	var h *header.Map
+	if resp.Header == nil && s.upstreamHead.Len() > 0 {
+		// The pool parsed the head into the map: drop the hop-by-hop
+		// fields in place.
+		h = &s.upstreamHead
+		fields := h.Fields()
+		kept := fields[:0]
+		for _, f := range fields {
+			if !hopByHop(f.Key) {
+				kept = append(kept, f)
+			}
 		}
-		for _, v := range vs {
-			h.Add(k, v)
+		clear(fields[len(kept):])
+		h.Adopt(kept)
+	} else {
+		h = header.NewCap(4+len(resp.Header), ":status", statusString(resp.StatusCode))
+		for k, vs := range resp.Header {
+			if hopByHop(k) {
+				continue
+			}
+			for _, v := range vs {
+				h.Add(k, v)
+			}
 		}
 	}
 	fs.ResponseHeaders = h
@@ -554,7 +576,7 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 			return
 		}
 	} else {
-		n, err := copyBody(s.w, &touchReader{r: resp.Body, s: s}, streaming(resp))
+		n, err := copyBody(s.w, &touchReader{r: resp.Body, s: s}, s.streaming(resp))
 		fs.Info.BytesSent += uint64(n)
 		if err != nil {
 			// The upstream body broke off (or the stream was reset): the
@@ -591,11 +613,16 @@ const maxBufferedBody = 1 << 20
 // streaming reports whether a response must be flushed as it arrives: no
 // known length (chunked, server-sent events) or gRPC. A response of known
 // length is left to net/http's buffering.
-func streaming(resp *http.Response) bool {
+func (s *stream) streaming(resp *http.Response) bool {
 	if resp.ContentLength < 0 {
 		return true
 	}
-	ct := resp.Header.Get("Content-Type")
+	var ct string
+	if resp.Header != nil {
+		ct = resp.Header.Get("Content-Type")
+	} else if h := s.fs.ResponseHeaders; h != nil {
+		ct, _ = h.Get("content-type")
+	}
 	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "text/event-stream")
 }
 
