@@ -118,6 +118,12 @@ func NewStream(ctx context.Context, ctl Controller, info *StreamInfo) *Stream {
 	return &Stream{Context: ctx, ctl: ctl, Info: info}
 }
 
+// Init sets up a Stream the caller allocated (inside a larger per-stream
+// allocation), as NewStream would.
+func (s *Stream) Init(ctx context.Context, ctl Controller, info *StreamInfo) {
+	*s = Stream{Context: ctx, ctl: ctl, Info: info}
+}
+
 // Continue resumes a stopped direction.
 func (s *Stream) Continue(d Direction) { s.ctl.Continue(d) }
 

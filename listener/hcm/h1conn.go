@@ -329,7 +329,10 @@ func (c *h1conn) serveOne() bool {
 	req.RemoteAddr = c.remoteAddr
 	req.TLS = c.tlsState
 	req.Close = shouldClose(head)
-	body := &h1Body{c: c, req: req, remain: length, chunked: chunked}
+	// The request's body reader and response writer: one allocation.
+	x := &h1Exchange{}
+	body := &x.body
+	*body = h1Body{c: c, req: req, remain: length, chunked: chunked}
 	c.body = body
 	switch {
 	case chunked:
@@ -363,7 +366,8 @@ func (c *h1conn) serveOne() bool {
 			head.fields.AddLower("connection", v)
 		}
 	}
-	w := &h1Writer{c: c, req: req, cl: -1, reqFields: head.fields,
+	w := &x.w
+	*w = h1Writer{c: c, req: req, cl: -1, reqFields: head.fields,
 		reqBytes: head.fieldBytes + len(head.method) + len(head.target) + len(req.Host)}
 	if body.eof {
 		c.armBackgroundRead()
@@ -394,6 +398,12 @@ func (c *h1conn) serveOne() bool {
 		}
 	}
 	return keep
+}
+
+// h1Exchange is what serving one request allocates in the codec.
+type h1Exchange struct {
+	body h1Body
+	w    h1Writer
 }
 
 // runHandler calls the manager; it reports false when the handler

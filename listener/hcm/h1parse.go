@@ -46,7 +46,8 @@ type h1Head struct {
 	// excluded: it becomes :authority); header keeps only the fields the
 	// codec and the upgrade logic read (framing, Connection, Upgrade,
 	// Expect), in net/http's canonical form.
-	fields *header.Map
+	fields    *header.Map
+	fieldsMap header.Map // fields points here
 	// fieldBytes is the size of names and values, as Envoy counts it
 	// against max_request_headers_kb.
 	fieldBytes int
@@ -108,7 +109,10 @@ func readHead(br *bufio.Reader, limit, maxHeaders int) (*h1Head, error) {
 	h.header = make(http.Header, 2)
 	// Pseudo-headers first; the codec fills in :path, :authority and
 	// :scheme once the target is parsed.
-	h.fields = header.NewCap(20, ":method", h.method, ":path", "", ":authority", "", ":scheme", "")
+	h.fields = &h.fieldsMap
+	h.fields.Adopt(append(make([]header.Field, 0, 20),
+		header.Field{Key: ":method", Value: h.method}, header.Field{Key: ":path"},
+		header.Field{Key: ":authority"}, header.Field{Key: ":scheme"}))
 	count := 0
 	for {
 		line, err = readLine(br, &n, limit)

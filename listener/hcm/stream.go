@@ -71,6 +71,7 @@ type stream struct {
 	// HTTP/1.1 pool (router.Request.ResponseHeaders): it becomes the
 	// response header map, without an http.Header in between.
 	upstreamHead header.Map
+	touchR       touchReader
 
 	// Stream timers (stream_idle_timeout, request_timeout) fire on their
 	// own goroutines; these flags are what they may read.
@@ -79,6 +80,14 @@ type stream struct {
 	idleFired       atomic.Bool
 	idle            *idleClock
 	requestTimer    *time.Timer
+}
+
+// streamState is what a stream allocates, in one piece.
+type streamState struct {
+	s       stream
+	info    filterchain.StreamInfo
+	fs      filterchain.Stream
+	bytesIn countingReader
 }
 
 // startTimers arms stream_idle_timeout and request_timeout.
@@ -177,9 +186,17 @@ func (s *stream) ClearRouteCache() {
 	s.ctlMu.Unlock()
 }
 
+// notify wakes a wait. The channel exists once a wait needed it (made
+// under ctlMu, so a notify after wait's check finds it).
 func (s *stream) notify() {
+	s.ctlMu.Lock()
+	sig := s.sig
+	s.ctlMu.Unlock()
+	if sig == nil {
+		return
+	}
 	select {
-	case s.sig <- struct{}{}:
+	case sig <- struct{}{}:
 	default:
 	}
 }
@@ -207,6 +224,10 @@ func (s *stream) wait(d filterchain.Direction) bool {
 		if done {
 			s.continued[d]--
 		}
+		if s.sig == nil {
+			s.sig = make(chan struct{}, 1)
+		}
+		sig := s.sig
 		s.ctlMu.Unlock()
 		switch {
 		case reset:
@@ -217,7 +238,7 @@ func (s *stream) wait(d filterchain.Direction) bool {
 			return true
 		}
 		select {
-		case <-s.sig:
+		case <-sig:
 		case <-s.ctx.Done():
 			// Reset, or stream_idle_timeout (onIdleTimeout has answered).
 			return false
@@ -242,7 +263,11 @@ func (m *Manager) serve(w codecWriter, r *http.Request) {
 	// away), by Reset, or when the stream ends.
 	ctx := streamctx.New(r.Context())
 	defer ctx.Cancel(nil)
-	info := &filterchain.StreamInfo{StartTime: start, Protocol: r.Proto}
+	// The stream's state, its info for logs and filters, its filter
+	// stream and its readers: one allocation.
+	st := &streamState{}
+	info := &st.info
+	*info = filterchain.StreamInfo{StartTime: start, Protocol: r.Proto}
 	if ci, ok := r.Context().Value(ConnInfoKey{}).(*ConnInfo); ok {
 		if r.ProtoMajor == 2 && !ci.HTTP2.Load() {
 			ci.HTTP2.Store(true)
@@ -262,8 +287,10 @@ func (m *Manager) serve(w codecWriter, r *http.Request) {
 			info.RequestedServerName = r.TLS.ServerName
 		}
 	}
-	s := &stream{m: m, w: w, r: r, ctx: ctx, sig: make(chan struct{}, 1)}
-	fs := filterchain.NewStream(ctx, s, info)
+	s := &st.s
+	s.m, s.w, s.r, s.ctx = m, w, r, ctx
+	fs := &st.fs
+	fs.Init(ctx, s, info)
 	s.fs = fs
 	reqHeaders, size := w.requestFields()
 	if size > int(m.MaxRequestHeadersKB)*1024 {
@@ -299,7 +326,8 @@ func (m *Manager) serve(w codecWriter, r *http.Request) {
 	}()
 	term, _ := plan.Terminal().(*router.Config)
 
-	bytesIn := countingReader{s: s}
+	bytesIn := &st.bytesIn
+	bytesIn.s = s
 	if r.Body == nil || r.Body == http.NoBody {
 		s.requestDone.Store(true)
 	} else if r.ProtoMajor == 1 {
@@ -309,7 +337,7 @@ func (m *Manager) serve(w codecWriter, r *http.Request) {
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
 	s.startTimers()
-	s.process(filters, plan, term, &match, rnd, &bytesIn)
+	s.process(filters, plan, term, &match, rnd, bytesIn)
 	s.stopTimers()
 	if s.idleFired.Load() {
 		info.ResponseFlags |= filterchain.FlagStreamIdleTimeout
@@ -328,6 +356,9 @@ func (m *Manager) serve(w codecWriter, r *http.Request) {
 		f.OnLog(fs)
 	}
 	s.mu.Unlock()
+	if len(m.accessLogs) == 0 {
+		return
+	}
 	entry := &logEntry{info: info, req: fs.RequestHeaders, resp: fs.ResponseHeaders, trailers: fs.ResponseTrailers, end: end}
 	if entry.resp == nil {
 		entry.resp = &header.Map{}
@@ -576,7 +607,8 @@ func (s *stream) respond(filters []filterchain.Filter, plan *filterchain.Plan, m
 			return
 		}
 	} else {
-		n, err := copyBody(s.w, &touchReader{r: resp.Body, s: s}, s.streaming(resp))
+		s.touchR = touchReader{r: resp.Body, s: s}
+		n, err := copyBody(s.w, &s.touchR, s.streaming(resp))
 		fs.Info.BytesSent += uint64(n)
 		if err != nil {
 			// The upstream body broke off (or the stream was reset): the
