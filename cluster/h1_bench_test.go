@@ -1,63 +1,12 @@
 package cluster
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"net"
 	"net/http"
-	"strings"
 	"testing"
-)
 
-// fastUpstream answers every GET with the same 100-byte body, reading and
-// writing raw bytes, so a benchmark measures the client rather than the
-// server.
-func fastUpstream(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp := []byte("HTTP/1.1 200 OK\r\nServer: fast\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
-	done := make(chan struct{})
-	var conns []net.Conn
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-			go func() {
-				br := bufio.NewReader(c)
-				for {
-					// Requests have no body: a head ends with a blank line.
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(bytes.TrimRight(line, "\r\n")) == 0 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/wasmesh/wasmesh/internal/rawupstream"
+)
 
 // BenchmarkRoundTripH1 compares the HTTP/1.1 upstream clients on one
 // keep-alive upstream: net/http's Transport as the cluster configured it
@@ -66,7 +15,7 @@ func fastUpstream(b *testing.B) string {
 //
 //	go test -run - -bench RoundTripH1 -benchmem -cpu 1,2 ./cluster/
 func BenchmarkRoundTripH1(b *testing.B) {
-	addr := fastUpstream(b)
+	addr := rawupstream.Start(b, rawupstream.Small)
 	run := func(b *testing.B, rt func(*http.Request) (*http.Response, error)) {
 		b.ReportAllocs()
 		ctx, cancel := context.WithCancel(context.Background())

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmesh/wasmesh/internal/rawupstream"
 )
 
 // BenchmarkProxyH1 is one proxied request through the whole data plane,
@@ -19,7 +21,7 @@ import (
 // keep-alive HTTP/1.1 upstream. Client and upstream speak raw bytes, so
 // the allocations reported are the proxy's.
 func BenchmarkProxyH1(b *testing.B) {
-	conn := dialProxy(b, startBenchProxy(b, benchUpstream(b, benchResponse)))
+	conn := dialProxy(b, startBenchProxy(b, rawupstream.Start(b, rawupstream.Small)))
 	defer conn.Close()
 	req := []byte("GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	br := bufio.NewReader(conn)
@@ -62,10 +64,6 @@ func BenchmarkProxyH1(b *testing.B) {
 		roundTrip()
 	}
 }
-
-// benchResponse is the upstream's answer in BenchmarkProxyH1.
-const benchResponse = "HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" +
-	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 
 // startBenchProxy runs the proxy with the bench bootstrap's HTTP/1.1
 // listener in front of the upstream at up, and returns its address.
@@ -130,43 +128,6 @@ func dialProxy(tb testing.TB, addr string) net.Conn {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// benchUpstream answers every request (headers only) with resp, from raw
-// bytes.
-func benchUpstream(b testing.TB, resp string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(bytes.TrimRight(line, "\r\n")) == 0 {
-							break
-						}
-					}
-					if _, err := io.WriteString(c, resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func benchFreePort(b testing.TB) int {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/wasmesh/wasmesh/internal/rawupstream"
 )
 
 // TestUpstreamResponseHeaderOrder: the response head reaches the client
@@ -12,7 +14,7 @@ import (
 // Envoy's HTTP/1.1 codec writes them), repeated fields kept apart, and the
 // hop-by-hop fields dropped.
 func TestUpstreamResponseHeaderOrder(t *testing.T) {
-	up := benchUpstream(t, "HTTP/1.1 200 OK\r\nZ-First: 1\r\nA-Second: 2\r\nKeep-Alive: timeout=5\r\nM-Third: 3\r\n"+
+	up := rawupstream.Start(t, "HTTP/1.1 200 OK\r\nZ-First: 1\r\nA-Second: 2\r\nKeep-Alive: timeout=5\r\nM-Third: 3\r\n"+
 		"A-Second: 2b\r\nContent-Length: 2\r\n\r\nok")
 	conn := dialProxy(t, startBenchProxy(t, up))
 	defer conn.Close()

@@ -1,15 +1,12 @@
 package router_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -23,55 +20,9 @@ import (
 	"github.com/wasmesh/wasmesh/filterchain/router"
 	"github.com/wasmesh/wasmesh/header"
 	"github.com/wasmesh/wasmesh/route"
-)
 
-// rawUpstream answers every body-less request with the same small
-// response, reading and writing raw bytes, so that a benchmark measures the
-// proxy side rather than the server.
-func rawUpstream(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp := []byte("HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
-	done := make(chan struct{})
-	var conns []net.Conn
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-			go func() {
-				br := bufio.NewReader(c)
-				for {
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(bytes.TrimRight(line, "\r\n")) == 0 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/wasmesh/wasmesh/internal/rawupstream"
+)
 
 // benchClusters is the server's adapter from router.Clusters to the
 // cluster manager, trimmed to what the benchmark needs.
@@ -111,7 +62,7 @@ func compileRouter(b testing.TB, clusters router.Clusters, suppress bool) *route
 //
 //	go test -run - -bench ForwardH1 -benchmem ./filterchain/router/
 func BenchmarkForwardH1(b *testing.B) {
-	addr := rawUpstream(b)
+	addr := rawupstream.Start(b, rawupstream.Small)
 	m := cluster.NewManager(context.Background(), cluster.Options{})
 	b.Cleanup(func() { m.Close() })
 	host, port, _ := net.SplitHostPort(addr)
