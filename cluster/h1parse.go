@@ -57,12 +57,10 @@ func findHeadEnd(b []byte) int {
 }
 
 // parseH1Head parses one complete response head (as found by
-// findHeadEnd). Header names come out in http.Header's canonical form, or,
-// when out is not nil, into out (see h1Head.fields); names and values share
-// one string copy of the head.
+// findHeadEnd) into out (see h1Head.fields), or, when out is nil, into
+// hd.header with http.Header's canonical names; names and values share one
+// string copy of the head.
 func parseH1Head(b []byte, hd *h1Head, out *header.Map) error {
-	// Count the lines to size the header map and its value slices in one
-	// allocation each, as textproto does.
 	lines := 0
 	for _, c := range b {
 		if c == '\n' {
@@ -75,60 +73,15 @@ func parseH1Head(b []byte, hd *h1Head, out *header.Map) error {
 	if err := parseStatusLine(line, hd); err != nil {
 		return err
 	}
-	n := max(lines-2, 0)
 	if out != nil {
-		return parseH1Fields(rest, n, hd, out)
+		return parseH1Fields(rest, max(lines-2, 0), hd, out)
 	}
-	hd.header = make(http.Header, n)
-	vals := make([]string, n)
-	var last string // the previous field's name, for obsolete line folding
-	for {
-		line, rest = cutLine(rest)
-		if line == "" {
-			return nil
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			// obs-fold: a continuation of the previous field's value.
-			vv := hd.header[last]
-			if last == "" || len(vv) == 0 {
-				return fmt.Errorf("%w: continuation line %q", errH1MalformedHeader, clip(line))
-			}
-			v := trimOWS(line)
-			switch {
-			case !validFieldValue(v):
-				return fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, last)
-			case vv[len(vv)-1] == "":
-				vv[len(vv)-1] = v
-			case v != "":
-				vv[len(vv)-1] += " " + v
-			}
-			continue
-		}
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 {
-			return fmt.Errorf("%w: %q", errH1MalformedHeader, clip(line))
-		}
-		key, ok := canonicalKey(line[:colon])
-		if !ok {
-			return fmt.Errorf("%w: field name %q", errH1MalformedHeader, clip(line[:colon]))
-		}
-		v := trimOWS(line[colon+1:])
-		if !validFieldValue(v) {
-			return fmt.Errorf("%w: field %q has an invalid value", errH1MalformedHeader, key)
-		}
-		last = key
-		if vv, ok := hd.header[key]; ok {
-			hd.header[key] = append(vv, v)
-			continue
-		}
-		if len(vals) > 0 {
-			vals[0] = v
-			hd.header[key] = vals[:1:1]
-			vals = vals[1:]
-		} else {
-			hd.header[key] = []string{v}
-		}
+	var m header.Map
+	if err := parseH1Fields(rest, max(lines-2, 0), hd, &m); err != nil {
+		return err
 	}
+	hd.header, hd.fields = responseHeaderOfFields(&m), nil
+	return nil
 }
 
 // parseH1Fields parses the field lines of a head into out, after
@@ -264,66 +217,6 @@ func parseStatusLine(line string, hd *h1Head) error {
 	hd.code, hd.status = code, status
 	return nil
 }
-
-// canonicalKey validates a field name and returns it in canonical form:
-// the name itself when it already is (no allocation), a shared constant for
-// common names, else a new string.
-func canonicalKey(k string) (string, bool) {
-	canonical := true
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !isTokenChar(c) {
-			return "", false
-		}
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			canonical = false
-		}
-		upper = c == '-'
-	}
-	if canonical {
-		return k, true
-	}
-	var buf [64]byte
-	if len(k) <= len(buf) {
-		b := buf[:len(k)]
-		upper = true
-		for i := 0; i < len(k); i++ {
-			c := k[i]
-			if upper && 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			} else if !upper && 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b[i] = c
-			upper = c == '-'
-		}
-		if s, ok := commonH1Keys[string(b)]; ok {
-			return s, true
-		}
-		return string(b), true
-	}
-	return http.CanonicalHeaderKey(k), true
-}
-
-// commonH1Keys interns the canonical names of frequent response fields, so
-// a lower-case upstream costs no allocation for them.
-var commonH1Keys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Alt-Svc", "Cache-Control",
-		"Connection", "Content-Disposition", "Content-Encoding", "Content-Language",
-		"Content-Length", "Content-Location", "Content-Range", "Content-Security-Policy",
-		"Content-Type", "Date", "Etag", "Expires", "Grpc-Message", "Grpc-Status", "Keep-Alive",
-		"Last-Modified", "Link", "Location", "Pragma", "Proxy-Authenticate", "Retry-After",
-		"Server", "Set-Cookie", "Strict-Transport-Security", "Trailer", "Transfer-Encoding",
-		"Upgrade", "Vary", "Via", "Www-Authenticate", "X-Content-Type-Options",
-		"X-Envoy-Upstream-Service-Time", "X-Frame-Options", "X-Request-Id",
-	} {
-		m[k] = k
-	}
-	return m
-}()
 
 func isTokenChar(c byte) bool {
 	return c < 0x80 && tokenTable[c]

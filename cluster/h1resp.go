@@ -349,10 +349,11 @@ func (b *h1Body) readTrailer() error {
 			return nil
 		}
 		k, v, ok := strings.Cut(s, ":")
-		key, kok := canonicalKey(k)
+		key, kok := lowerKey(k)
 		if !ok || !kok {
 			return fmt.Errorf("%w: trailer %q", errH1MalformedHeader, clip(s))
 		}
+		key = header.Canonical(key)
 		v = trimOWS(v)
 		if !validFieldValue(v) {
 			return fmt.Errorf("%w: trailer %q has an invalid value", errH1MalformedHeader, key)
