@@ -77,10 +77,21 @@ type instance struct {
 	callSeq  atomic.Uint64
 	deadline atomic.Int64 // nanoseconds
 	timedOut atomic.Bool
+	// stop is the module's stop global (instrument.go), nil when the
+	// module runs with wazero's termination checks instead.
+	stop atomic.Pointer[stopFlag]
 
 	dead    atomic.Bool
 	failure FailureKind
 }
+
+// stopFlag holds an instrumented module's stop global: set to 1, the
+// running call traps at its next loop iteration.
+type stopFlag struct{ g api.MutableGlobal }
+
+// errDeadline fails a call that returned (or is about to start) after the
+// watchdog found its instance past a deadline.
+var errDeadline = errors.New("wasm: callback deadline exceeded")
 
 // calloutView is what HTTP/gRPC callout responses and foreign function calls
 // expose to the guest while their callback runs.
@@ -130,6 +141,15 @@ func (vm *VM) newInstance(ctx context.Context, slot int) (*instance, error) {
 		return nil, fmt.Errorf("instantiate: %w", i.classify(err))
 	}
 	i.bindModule(mod)
+	if vm.mod.stopCheck {
+		g, ok := mod.ExportedGlobal(stopGlobalExport).(api.MutableGlobal)
+		if !ok {
+			vm.rt.watch.remove(i)
+			mod.Close(ctx)
+			return nil, fmt.Errorf("instantiate: %s is not a mutable global", stopGlobalExport)
+		}
+		i.stop.Store(&stopFlag{g: g})
+	}
 	i.resolveCallbacks()
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -142,6 +162,13 @@ func (vm *VM) newInstance(ctx context.Context, slot int) (*instance, error) {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
+	}
+	if vm.mod.startExport {
+		// The start section, which instrumentLoops turned into an export.
+		if err = run(startFuncExport); err != nil {
+			i.dieLocked(err)
+			return nil, err
+		}
 	}
 	if vm.mod.has("_initialize") {
 		err = run("_initialize")
@@ -215,6 +242,9 @@ func (i *instance) callLocked(fn api.Function, args ...uint64) (uint64, error) {
 	copy(stack, args[:n])
 	outer := i.depth == 0
 	if outer {
+		if i.timedOut.Load() {
+			return 0, i.dieLocked(errDeadline)
+		}
 		i.callSeq.Add(1)
 		i.busy.Store(true)
 	}
@@ -223,6 +253,11 @@ func (i *instance) callLocked(fn api.Function, args ...uint64) (uint64, error) {
 	i.depth--
 	if outer {
 		i.busy.Store(false)
+		if err == nil && i.timedOut.Load() {
+			// Past its deadline, the call returned before reaching a
+			// loop check: it still fails, as under wazero's checks.
+			err = errDeadline
+		}
 	}
 	if err != nil {
 		if i.depth > 0 {

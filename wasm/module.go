@@ -21,6 +21,12 @@ type Module struct {
 	// paramCounts holds the parameter count of each exported function, so
 	// callbacks whose arity changed between ABI versions are called right.
 	paramCounts map[string]int
+	// engine is the wazero runtime the code is compiled for.
+	engine *engine
+	// stopCheck: the code was rewritten with loop stop checks
+	// (instrument.go) and runs without wazero's termination checks;
+	// startExport: its start section became the export startFuncExport.
+	stopCheck, startExport bool
 }
 
 // MissingImportsError lists the imports a module needs that the host does

@@ -162,7 +162,8 @@ type engineKey struct {
 
 // engineFor returns the wazero runtime for a memory page limit, creating it
 // and linking the host modules on first use. unbounded engines compile no
-// termination checks: faster, but a runaway loop cannot be stopped.
+// wazero termination checks: they run modules with no deadline and modules
+// carrying the host's own loop checks (instrument.go).
 func (r *Runtime) engineFor(ctx context.Context, pages uint32, unbounded bool) (*engine, error) {
 	key := engineKey{pages: pages, unbounded: unbounded}
 	r.mu.Lock()
@@ -238,11 +239,37 @@ func (r *Runtime) compileOn(ctx context.Context, code []byte, memoryLimitPages u
 	if memoryLimitPages == 0 {
 		memoryLimitPages = DefaultMemoryLimitPages
 	}
+	key := sha256Hex(code)
+	if !unbounded && !r.opts.Interpreter {
+		// Deadlines through loop checks in the guest's own code
+		// (instrument.go) on an engine without wazero's termination
+		// checks; a module the rewriter cannot handle keeps wazero's.
+		if inst, hadStart, ok := instrumentLoops(code); ok {
+			m, err := r.compileIn(ctx, inst, key+"\x00stop", memoryLimitPages, true)
+			if err == nil {
+				m.SHA256 = key
+				m.stopCheck = true
+				if hadStart {
+					m.startExport = true
+					delete(m.exports, startFuncExport)
+					delete(m.paramCounts, startFuncExport)
+				}
+				return m, nil
+			}
+			r.log.Debug("instrumented module did not compile; using wazero's termination checks", zap.Error(err))
+		}
+	}
+	return r.compileIn(ctx, code, key, memoryLimitPages, unbounded)
+}
+
+// compileIn compiles code (whose cache key is key) on the engine for a
+// memory limit with (unbounded false) or without wazero's termination
+// checks.
+func (r *Runtime) compileIn(ctx context.Context, code []byte, key string, memoryLimitPages uint32, unbounded bool) (*Module, error) {
 	e, err := r.engineFor(ctx, memoryLimitPages, unbounded)
 	if err != nil {
 		return nil, err
 	}
-	key := sha256Hex(code)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if m, ok := e.modules[key]; ok {
@@ -252,6 +279,7 @@ func (r *Runtime) compileOn(ctx context.Context, code []byte, memoryLimitPages u
 	if err != nil {
 		return nil, fmt.Errorf("wasm: module %s: %w", key[:12], err)
 	}
+	m.engine = e
 	e.modules[key] = m
 	return m, nil
 }

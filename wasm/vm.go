@@ -40,11 +40,13 @@ type VMConfig struct {
 	// 0 means DefaultMemoryLimitPages.
 	MemoryLimitPages uint32
 	// CallTimeout bounds each callback; 0 means DefaultCallTimeout. A
-	// negative value means no deadline, as in Envoy: the module is compiled
-	// without termination checks, which makes guest calls several times
-	// cheaper (wazero otherwise starts a goroutine per call and leaves
-	// compiled code at every loop iteration), but a runaway loop then pins
-	// its instance for good.
+	// negative value means no deadline, as in Envoy: the module runs
+	// without any loop check, and a runaway loop then pins its instance
+	// (and stalls the process's garbage collector) for good. Deadlines
+	// normally cost a few percent: the host adds its own loop checks to the
+	// module (instrument.go); only a module the rewriter cannot handle (or
+	// the interpreter) gets wazero's termination checks, which start a
+	// goroutine per call and leave compiled code at every loop iteration.
 	CallTimeout time.Duration
 	// StartTimeout bounds start functions, proxy_on_vm_start and
 	// proxy_on_configure; 0 means DefaultStartTimeout.
@@ -119,10 +121,7 @@ func (r *Runtime) VM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm %q: %w", cfg.ID, err)
 	}
-	e, err := r.engineFor(ctx, cfg.MemoryLimitPages, unbounded)
-	if err != nil {
-		return nil, err
-	}
+	e := mod.engine
 	vm := &VM{
 		rt:      r,
 		cfg:     cfg,

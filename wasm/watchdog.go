@@ -9,9 +9,11 @@ import (
 // callback's deadline is enforced within one tick.
 const watchdogTick = 5 * time.Millisecond
 
-// watchdog ends callbacks that run past their deadline by closing the
-// instance's module, which wazero (WithCloseOnContextDone) turns into an
-// immediate exit of the running call. The hot path pays two atomic stores
+// watchdog ends callbacks that run past their deadline: it sets the
+// instance's stop global, on which an instrumented module traps at its next
+// loop iteration (instrument.go), and cancels the instance's context, which
+// makes wazero (WithCloseOnContextDone) exit a module compiled with its own
+// termination checks. The hot path pays two atomic stores
 // per callback (instance.enter/leave); the watchdog compares call sequence
 // numbers between ticks, so no clock is read per call.
 type watchdog struct {
@@ -93,6 +95,9 @@ func (w *watchdog) check() {
 	w.mu.Unlock()
 	for _, inst := range expired {
 		inst.timedOut.Store(true)
+		if s := inst.stop.Load(); s != nil {
+			s.g.Set(1)
+		}
 		// Cancelling the instance's context makes the running call (even
 		// instantiation, before the module exists) return at its next loop
 		// header or function entry (wazero's close-on-context-done).
