@@ -105,6 +105,28 @@ func TestConnectionTimeouts(t *testing.T) {
 			t.Fatalf("%d %q after %v, want 504 \"stream timeout\" after about 0.3 s", resp.StatusCode, body, time.Since(start))
 		}
 	})
+	t.Run("stream-idle-timeout-later-request-on-connection", func(t *testing.T) {
+		// The connection's clock was armed by a first request; a second
+		// one, started 0.2 s later, gets its own full 0.3 s.
+		c, r := raw("idle", "GET / HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		time.Sleep(200 * time.Millisecond)
+		start := time.Now()
+		io.WriteString(c, "GET /stall-headers HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		resp, err = http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		took := time.Since(start)
+		if resp.StatusCode != 504 || string(b) != "stream timeout" || took < 250*time.Millisecond || took > 2*time.Second {
+			t.Fatalf("second request: %d %q after %v, want 504 \"stream timeout\" after about 0.3 s", resp.StatusCode, b, took)
+		}
+	})
 	t.Run("stream-idle-timeout-stalled-body", func(t *testing.T) {
 		start := time.Now()
 		resp, err := h1Client().Get(p.url("idle", "/stall-body"))

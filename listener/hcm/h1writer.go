@@ -63,7 +63,7 @@ func (w *h1Writer) requestFields() (*header.Map, int) { return w.reqFields, w.re
 // idleClock is the connection's: its requests come one at a time.
 func (w *h1Writer) idleClock() *idleClock {
 	if w.c.streamIdle == nil {
-		w.c.streamIdle = &idleClock{}
+		w.c.streamIdle = &idleClock{reused: true}
 	}
 	return w.c.streamIdle
 }

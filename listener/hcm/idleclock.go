@@ -13,33 +13,51 @@ import (
 // and, when the stream was active since, waits for the rest. So a request
 // costs no timer allocation and a body chunk no timer reset.
 type idleClock struct {
-	mu      sync.Mutex
-	t       *time.Timer
+	mu sync.Mutex
+	t  *time.Timer
+	// due is when the timer fires; zero when it is not armed. A timer
+	// that fires no later than a new stream's deadline is left as it is:
+	// fire looks at the last activity and waits for the rest.
+	due     time.Time
 	s       *stream // the stream timed; nil between streams
 	timeout time.Duration
+	// reused: the clock serves the streams of a connection one after the
+	// other (HTTP/1.1), so disarm leaves the timer armed for the next one.
+	// A one-stream clock (HTTP/2) stops its timer, which would otherwise
+	// keep the stream's writer reachable until it fired.
+	reused bool
 	// last is the stream's last activity, in nanoseconds since epoch.
 	last atomic.Int64
 }
 
 // arm starts timing s.
 func (c *idleClock) arm(s *stream, timeout time.Duration) {
-	c.last.Store(time.Now().UnixNano())
+	now := time.Now()
+	c.last.Store(now.UnixNano())
+	deadline := now.Add(timeout)
 	c.mu.Lock()
 	c.s, c.timeout = s, timeout
-	if c.t == nil {
+	switch {
+	case c.t == nil:
 		c.t = time.AfterFunc(timeout, c.fire)
-	} else {
+		c.due = deadline
+	case c.due.IsZero() || c.due.After(deadline):
 		c.t.Reset(timeout)
+		c.due = deadline
 	}
 	c.mu.Unlock()
 }
 
 // disarm stops timing s (a no-op when the clock times another stream).
+// A reused clock's timer is left armed for the connection's next stream;
+// when it fires with no stream, it stops.
 func (c *idleClock) disarm(s *stream) {
 	c.mu.Lock()
 	if c.s == s {
 		c.s = nil
-		c.t.Stop()
+		if !c.reused && c.t.Stop() {
+			c.due = time.Time{}
+		}
 	}
 	c.mu.Unlock()
 }
@@ -51,16 +69,20 @@ func (c *idleClock) fire() {
 	c.mu.Lock()
 	s := c.s
 	if s == nil {
+		c.due = time.Time{}
 		c.mu.Unlock()
 		return
 	}
-	idle := time.Duration(time.Now().UnixNano() - c.last.Load())
+	now := time.Now()
+	idle := time.Duration(now.UnixNano() - c.last.Load())
 	if idle < c.timeout {
 		c.t.Reset(c.timeout - idle)
+		c.due = now.Add(c.timeout - idle)
 		c.mu.Unlock()
 		return
 	}
 	c.s = nil
+	c.due = time.Time{}
 	c.mu.Unlock()
 	s.onIdleTimeout()
 }
