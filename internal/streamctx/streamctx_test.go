@@ -198,3 +198,22 @@ func BenchmarkStdWithCancelAfterFunc(b *testing.B) {
 		cancel()
 	}
 }
+
+// TestCause: context.Cause of a Context is nil while it lives and its
+// error once cancelled, even under a live cancellable ancestor (net/http's
+// Transport returns context.Cause(ctx) as a cancelled round trip's error).
+func TestCause(t *testing.T) {
+	std, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := New(std)
+	if err := context.Cause(c); err != nil {
+		t.Fatalf("Cause of a live context = %v", err)
+	}
+	c.Cancel(nil)
+	if err := context.Cause(c); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Cause after Cancel = %v, want context.Canceled", err)
+	}
+	if std.Err() != nil {
+		t.Fatal("the ancestor was cancelled")
+	}
+}
