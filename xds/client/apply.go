@@ -33,15 +33,9 @@ func (c *Client) applyClusters(ctx context.Context, upserts []*clusterv3.Cluster
 	seen := map[string]bool{}
 	for _, cl := range upserts {
 		name := cl.GetName()
-		if name == "" {
-			errs = append(errs, errors.New("cluster: name: required"))
+		if !namedOnce("cluster", name, seen, &errs) {
 			continue
 		}
-		if seen[name] {
-			errs = append(errs, fmt.Errorf("cluster %q: name: duplicate in one response", name))
-			continue
-		}
-		seen[name] = true
 		if old, ok := c.clusters[name]; ok && same(old, cl) {
 			c.dropPending(name) // a newer version was warming; back to the serving one
 			continue
@@ -313,6 +307,22 @@ func newListener() *listenerv3.Listener         { return &listenerv3.Listener{} 
 
 // same reports whether two resources are equal; a resource reused from the
 // previous response (identical bytes) is the same pointer.
+// namedOnce checks the name of a resource in one response: set, and not
+// seen before in it. It records the name in seen, or appends why the
+// resource is refused to errs and reports false.
+func namedOnce(kind, name string, seen map[string]bool, errs *[]error) bool {
+	switch {
+	case name == "":
+		*errs = append(*errs, fmt.Errorf("%s: name: required", kind))
+		return false
+	case seen[name]:
+		*errs = append(*errs, fmt.Errorf("%s %q: name: duplicate in one response", kind, name))
+		return false
+	}
+	seen[name] = true
+	return true
+}
+
 func same[T proto.Message](a, b T) bool {
 	return any(a) == any(b) || proto.Equal(a, b)
 }

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -267,15 +266,9 @@ func (c *Client) applyExtensionConfigs(ctx context.Context, tcs []*corev3.TypedE
 	seen := map[string]bool{}
 	for i, tc := range tcs {
 		name := tc.GetName()
-		if name == "" {
-			errs = append(errs, errors.New("extension_config: name: required"))
+		if !namedOnce("extension_config", name, seen, &errs) {
 			continue
 		}
-		if seen[name] {
-			errs = append(errs, fmt.Errorf("extension_config %q: name: duplicate in one response", name))
-			continue
-		}
-		seen[name] = true
 		if _, ok := watched[name]; !ok {
 			continue
 		}

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -300,15 +299,9 @@ func (c *Client) applyRoutes(ctx context.Context, rcs []*routev3.RouteConfigurat
 	seen := map[string]bool{}
 	for i, rc := range rcs {
 		name := rc.GetName()
-		if name == "" {
-			errs = append(errs, errors.New("route_config: name: required"))
+		if !namedOnce("route_config", name, seen, &errs) {
 			continue
 		}
-		if seen[name] {
-			errs = append(errs, fmt.Errorf("route_config %q: name: duplicate in one response", name))
-			continue
-		}
-		seen[name] = true
 		if _, ok := watched[name]; !ok {
 			continue // not subscribed (any more): ignored, as Envoy does
 		}

@@ -572,15 +572,9 @@ func (c *Client) applySecrets(ctx context.Context, secs []*tlsv3.Secret, version
 	v, _ := c.dp.(SecretValidator)
 	for i, sec := range secs {
 		name := sec.GetName()
-		if name == "" {
-			errs = append(errs, errors.New("secret: name: required"))
+		if !namedOnce("secret", name, seen, &errs) {
 			continue
 		}
-		if seen[name] {
-			errs = append(errs, fmt.Errorf("secret %q: name: duplicate in one response", name))
-			continue
-		}
-		seen[name] = true
 		if !s.wanted[name] {
 			continue // not subscribed (any more): ignored, as Envoy does
 		}
