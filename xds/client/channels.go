@@ -306,8 +306,10 @@ func (c *Client) streamOpened(ch *channel, stream any) {
 
 func (c *Client) onResponse(ctx context.Context, ch *channel, resp any) {
 	ch.failures = 0 // backoff starts over once a stream delivered
-	c.noteListenerRoutes(resp)
-	c.noteListenerSecrets(resp)
+	if ls, ok := listenersOf(resp); ok {
+		c.noteListenerRoutes(ls)
+		c.noteListenerSecrets(ls)
+	}
 	var typeURL string
 	var handle func() error
 	switch r := resp.(type) {

@@ -135,15 +135,15 @@ func (c *Client) rdsNames() []string {
 	return names
 }
 
-// noteListenerRoutes records the route and extension configurations an
-// arriving LDS response needs, so that it can wait for them (listener
-// warming).
-func (c *Client) noteListenerRoutes(resp any) {
+// listenersOf decodes the listeners of an LDS response (those that do not
+// decode are left to the response's handling, which rejects them); false
+// for a response of another type.
+func listenersOf(resp any) ([]*listenerv3.Listener, bool) {
 	var ls []*listenerv3.Listener
 	switch r := resp.(type) {
 	case *discoveryv3.DiscoveryResponse:
 		if r.GetTypeUrl() != TypeListener {
-			return
+			return nil, false
 		}
 		for _, a := range r.GetResources() {
 			if l, err := decode(a, TypeListener, newListener); err == nil {
@@ -152,7 +152,7 @@ func (c *Client) noteListenerRoutes(resp any) {
 		}
 	case *discoveryv3.DeltaDiscoveryResponse:
 		if r.GetTypeUrl() != TypeListener {
-			return
+			return nil, false
 		}
 		for _, res := range r.GetResources() {
 			if l, err := decode(res.GetResource(), TypeListener, newListener); err == nil {
@@ -160,8 +160,15 @@ func (c *Client) noteListenerRoutes(resp any) {
 			}
 		}
 	default:
-		return
+		return nil, false
 	}
+	return ls, true
+}
+
+// noteListenerRoutes records the route and extension configurations the
+// listeners of an arriving LDS response need, so that it can wait for them
+// (listener warming).
+func (c *Client) noteListenerRoutes(ls []*listenerv3.Listener) {
 	c.ldsAnswered = true
 	c.noteListenerSources(ls)
 	if len(c.held) == 0 {

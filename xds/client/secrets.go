@@ -428,32 +428,10 @@ func (c *Client) secretClustersWaiting() bool {
 	return false
 }
 
-// noteListenerSecrets records the SDS secrets an arriving LDS response
-// reads, so that it is held until they arrive (listener warming).
-func (c *Client) noteListenerSecrets(resp any) {
-	var ls []*listenerv3.Listener
-	switch r := resp.(type) {
-	case *discoveryv3.DiscoveryResponse:
-		if r.GetTypeUrl() != TypeListener {
-			return
-		}
-		for _, a := range r.GetResources() {
-			if l, err := decode(a, TypeListener, newListener); err == nil {
-				ls = append(ls, l)
-			}
-		}
-	case *discoveryv3.DeltaDiscoveryResponse:
-		if r.GetTypeUrl() != TypeListener {
-			return
-		}
-		for _, res := range r.GetResources() {
-			if l, err := decode(res.GetResource(), TypeListener, newListener); err == nil {
-				ls = append(ls, l)
-			}
-		}
-	default:
-		return
-	}
+// noteListenerSecrets records the SDS secrets the listeners of an arriving
+// LDS response read, so that it is held until they arrive (listener
+// warming).
+func (c *Client) noteListenerSecrets(ls []*listenerv3.Listener) {
 	s := c.sds()
 	if len(c.held) == 0 {
 		s.held = nil // the held responses it counted were handled
