@@ -212,46 +212,38 @@ func (c *Client) open(ch *channel) {
 		}
 		methods := streamMethods[ch.typeURL]
 		if ch.src.Delta {
-			cs, err := conn.NewStream(sctx, bidi, methods[1])
-			if err != nil {
-				report(evClosed, nil, nil, err)
-				return
-			}
-			st := &grpc.GenericClientStream[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]{ClientStream: cs}
-			if !report(evOpened, deltaClient(st), nil, nil) {
-				return
-			}
-			for {
-				r, err := st.Recv()
-				if err != nil {
-					report(evClosed, nil, nil, err)
-					return
-				}
-				if !report(evResponse, nil, r, nil) {
-					return
-				}
-			}
+			pump[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse, deltaClient](sctx, conn, methods[1], report)
+			return
 		}
-		cs, err := conn.NewStream(sctx, bidi, methods[0])
+		pump[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse, sotwClient](sctx, conn, methods[0], report)
+	}()
+}
+
+// pump opens a stream of one of the discovery services' methods, reports
+// it opened (as the client interface W the event loop uses), then reports
+// every response until the stream ends or the loop stops listening.
+func pump[Req, Resp any, W any](ctx context.Context, conn *grpc.ClientConn, method string,
+	report func(kind eventKind, stream, resp any, err error) bool) {
+	cs, err := conn.NewStream(ctx, bidi, method)
+	if err != nil {
+		report(evClosed, nil, nil, err)
+		return
+	}
+	st := &grpc.GenericClientStream[Req, Resp]{ClientStream: cs}
+	var w any = st
+	if !report(evOpened, w.(W), nil, nil) {
+		return
+	}
+	for {
+		r, err := st.Recv()
 		if err != nil {
 			report(evClosed, nil, nil, err)
 			return
 		}
-		st := &grpc.GenericClientStream[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]{ClientStream: cs}
-		if !report(evOpened, sotwClient(st), nil, nil) {
+		if !report(evResponse, nil, r, nil) {
 			return
 		}
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				report(evClosed, nil, nil, err)
-				return
-			}
-			if !report(evResponse, nil, r, nil) {
-				return
-			}
-		}
-	}()
+	}
 }
 
 // onEvent handles one event of a channel.
