@@ -7,8 +7,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -447,11 +448,7 @@ func (r *routeRegistry) forget(names []string) {
 func (r *routeRegistry) dump() []*adminv3.RoutesConfigDump_DynamicRouteConfig {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	names := make([]string, 0, len(r.configs))
-	for n := range r.configs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(r.configs))
 	out := make([]*adminv3.RoutesConfigDump_DynamicRouteConfig, 0, len(names))
 	for _, n := range names {
 		e := r.configs[n]
@@ -561,11 +558,7 @@ func (d *dynamicResources) dumpClusters() []*adminv3.ClustersConfigDump_DynamicC
 	version := d.versionOf(client.TypeCluster)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	names := make([]string, 0, len(d.clusters))
-	for n := range d.clusters {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(d.clusters))
 	out := make([]*adminv3.ClustersConfigDump_DynamicCluster, 0, len(names))
 	for _, n := range names {
 		e := d.clusters[n]
@@ -579,11 +572,7 @@ func (d *dynamicResources) dumpListeners() []*adminv3.ListenersConfigDump_Dynami
 	version := d.versionOf(client.TypeListener)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	names := make([]string, 0, len(d.listeners))
-	for n := range d.listeners {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(d.listeners))
 	out := make([]*adminv3.ListenersConfigDump_DynamicListener, 0, len(names))
 	for _, n := range names {
 		e := d.listeners[n]

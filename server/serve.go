@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,11 +235,7 @@ func (s *Server) startBootstrapExtension(ctx context.Context, ext *corev3.TypedE
 func (s *Server) Start(ctx context.Context) error {
 	s.state.Store(int32(adminv3.ServerInfo_INITIALIZING))
 	s.mu.Lock()
-	names := make([]string, 0, len(s.listeners))
-	for n := range s.listeners {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(s.listeners))
 	for _, n := range names {
 		if err := s.listeners[n].Start(ctx); err != nil {
 			s.mu.Unlock()

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -268,7 +268,7 @@ func (c *Client) applyListeners(ctx context.Context, next map[string]*listenerv3
 		}
 	}
 	ls := make([]*listenerv3.Listener, 0, len(next))
-	for _, name := range sortedKeys(next) {
+	for _, name := range slices.Sorted(maps.Keys(next)) {
 		ls = append(ls, next[name])
 	}
 	if err := c.dp.UpdateListeners(ctx, ls); err != nil {
@@ -277,15 +277,6 @@ func (c *Client) applyListeners(ctx context.Context, next map[string]*listenerv3
 	c.listeners = next
 	c.listenersApplied()
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // decode unpacks a resource of the expected type.

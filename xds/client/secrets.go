@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -513,7 +515,7 @@ func (c *Client) sdsTimeouts(ctx context.Context, now time.Time) {
 func (c *Client) releaseSecretWaiters(ctx context.Context) error {
 	s := c.sds()
 	var add, raw []*clusterv3.Cluster
-	for _, name := range sortedKeys(s.waiting) {
+	for _, name := range slices.Sorted(maps.Keys(s.waiting)) {
 		if !c.waitingForSecrets(name) {
 			continue
 		}
