@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -476,26 +475,15 @@ func compileValidation(path string, vc *tlsv3.CertificateValidationContext) (*va
 		if err != nil {
 			errs = append(errs, err)
 		} else {
-			v.roots = x509.NewCertPool()
-			for rest := b; ; {
-				var blk *pem.Block
-				blk, rest = pem.Decode(rest)
-				if blk == nil {
-					break
+			certs, err := parseCerts(b)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.trusted_ca: %w", path, err))
+			} else {
+				v.roots = x509.NewCertPool()
+				for _, c := range certs {
+					v.roots.AddCert(c)
+					v.caSources = append(v.caSources, CertSource{Path: src, Cert: c})
 				}
-				if blk.Type != "CERTIFICATE" {
-					continue
-				}
-				c, err := x509.ParseCertificate(blk.Bytes)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s.trusted_ca: %w", path, err))
-					continue
-				}
-				v.roots.AddCert(c)
-				v.caSources = append(v.caSources, CertSource{Path: src, Cert: c})
-			}
-			if len(v.caSources) == 0 {
-				errs = append(errs, fmt.Errorf("%s.trusted_ca: no PEM certificate found", path))
 			}
 		}
 	}
