@@ -82,33 +82,19 @@ func (c *Client) ecdsEnabled() bool {
 // listenerFilterConfigs adds to out the extension configurations the
 // listener's connection managers' http_filters discover.
 func listenerFilterConfigs(l *listenerv3.Listener, out map[string]ecdsNeed) {
-	chains := l.GetFilterChains()
-	if dc := l.GetDefaultFilterChain(); dc != nil {
-		chains = append(chains[:len(chains):len(chains)], dc)
-	}
-	for _, fc := range chains {
-		for _, f := range fc.GetFilters() {
-			tc := f.GetTypedConfig()
-			if tc.GetTypeUrl() != hcmTypeURL {
+	for _, filters := range listenerHCMs(l) {
+		for _, hf := range filters {
+			cd := hf.GetConfigDiscovery()
+			if cd == nil || hf.GetName() == "" {
 				continue
 			}
-			_, filters, ok := scanHCM(tc.GetValue())
-			if !ok {
-				continue
-			}
-			for _, hf := range filters {
-				cd := hf.GetConfigDiscovery()
-				if cd == nil || hf.GetName() == "" {
-					continue
+			n := ecdsNeed{timeout: defaultRDSFetchTimeout, warm: !(cd.GetApplyDefaultConfigWithoutWarming() && cd.GetDefaultConfig() != nil)}
+			if t := cd.GetConfigSource().GetInitialFetchTimeout(); t != nil {
+				if n.timeout = t.AsDuration(); n.timeout == 0 {
+					n.timeout = -1
 				}
-				n := ecdsNeed{timeout: defaultRDSFetchTimeout, warm: !(cd.GetApplyDefaultConfigWithoutWarming() && cd.GetDefaultConfig() != nil)}
-				if t := cd.GetConfigSource().GetInitialFetchTimeout(); t != nil {
-					if n.timeout = t.AsDuration(); n.timeout == 0 {
-						n.timeout = -1
-					}
-				}
-				mergeNeed(out, hf.GetName(), n)
 			}
+			mergeNeed(out, hf.GetName(), n)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"iter"
 	"sort"
 	"time"
 
@@ -39,31 +40,44 @@ const defaultRDSFetchTimeout = 15 * time.Second
 // connection managers fetch over RDS, each with its initial_fetch_timeout
 // (negative: wait forever).
 func listenerRoutes(l *listenerv3.Listener, out map[string]time.Duration) {
-	chains := l.GetFilterChains()
-	if dc := l.GetDefaultFilterChain(); dc != nil {
-		chains = append(chains[:len(chains):len(chains)], dc)
+	for rds := range listenerHCMs(l) {
+		if rds.GetRouteConfigName() == "" {
+			continue
+		}
+		d := defaultRDSFetchTimeout
+		if t := rds.GetConfigSource().GetInitialFetchTimeout(); t != nil {
+			if d = t.AsDuration(); d == 0 {
+				d = -1
+			}
+		}
+		name := rds.GetRouteConfigName()
+		if old, ok := out[name]; ok && (old < 0 || (d >= 0 && d > old)) {
+			d = old
+		}
+		out[name] = d
 	}
-	for _, fc := range chains {
-		for _, f := range fc.GetFilters() {
-			tc := f.GetTypedConfig()
-			if tc.GetTypeUrl() != hcmTypeURL {
-				continue
-			}
-			rds, _, ok := scanHCM(tc.GetValue())
-			if !ok || rds.GetRouteConfigName() == "" {
-				continue
-			}
-			d := defaultRDSFetchTimeout
-			if t := rds.GetConfigSource().GetInitialFetchTimeout(); t != nil {
-				if d = t.AsDuration(); d == 0 {
-					d = -1
+}
+
+// listenerHCMs yields the rds field and the http_filters of every HTTP
+// connection manager of the listener's filter chains (default chain
+// included), read with scanHCM.
+func listenerHCMs(l *listenerv3.Listener) iter.Seq2[*hcmv3.Rds, []*hcmv3.HttpFilter] {
+	return func(yield func(*hcmv3.Rds, []*hcmv3.HttpFilter) bool) {
+		chains := l.GetFilterChains()
+		if dc := l.GetDefaultFilterChain(); dc != nil {
+			chains = append(chains[:len(chains):len(chains)], dc)
+		}
+		for _, fc := range chains {
+			for _, f := range fc.GetFilters() {
+				tc := f.GetTypedConfig()
+				if tc.GetTypeUrl() != hcmTypeURL {
+					continue
+				}
+				rds, filters, ok := scanHCM(tc.GetValue())
+				if ok && !yield(rds, filters) {
+					return
 				}
 			}
-			name := rds.GetRouteConfigName()
-			if old, ok := out[name]; ok && (old < 0 || (d >= 0 && d > old)) {
-				d = old
-			}
-			out[name] = d
 		}
 	}
 }

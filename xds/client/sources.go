@@ -147,27 +147,13 @@ func (c *Client) noteListenerSources(ls []*listenerv3.Listener) {
 	}
 	var routes, filters []*corev3.ConfigSource
 	for _, l := range ls {
-		chains := l.GetFilterChains()
-		if dc := l.GetDefaultFilterChain(); dc != nil {
-			chains = append(chains[:len(chains):len(chains)], dc)
-		}
-		for _, fc := range chains {
-			for _, f := range fc.GetFilters() {
-				tc := f.GetTypedConfig()
-				if tc.GetTypeUrl() != hcmTypeURL {
-					continue
-				}
-				r, hfs, ok := scanHCM(tc.GetValue())
-				if !ok {
-					continue
-				}
-				if r.GetRouteConfigName() != "" && r.GetConfigSource() != nil {
-					routes = append(routes, r.GetConfigSource())
-				}
-				for _, hf := range hfs {
-					if cs := hf.GetConfigDiscovery().GetConfigSource(); cs != nil && hf.GetName() != "" {
-						filters = append(filters, cs)
-					}
+		for r, hfs := range listenerHCMs(l) {
+			if r.GetRouteConfigName() != "" && r.GetConfigSource() != nil {
+				routes = append(routes, r.GetConfigSource())
+			}
+			for _, hf := range hfs {
+				if cs := hf.GetConfigDiscovery().GetConfigSource(); cs != nil && hf.GetName() != "" {
+					filters = append(filters, cs)
 				}
 			}
 		}
