@@ -25,23 +25,8 @@ const wasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.W
 // setECDS publishes clusters, listeners and extension configurations.
 func (cp *controlPlane) setECDS(version string, clusters []*clusterv3.Cluster, ls []*listenerv3.Listener, tcs []*corev3.TypedExtensionConfig) {
 	cp.t.Helper()
-	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}, resource.ExtensionConfigType: {}}
-	for _, c := range clusters {
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	for _, l := range ls {
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
-	}
-	for _, tc := range tcs {
-		res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], tc)
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		cp.t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		cp.t.Fatal(err)
-	}
+	cp.publish(version, map[resource.Type][]types.Resource{resource.ClusterType: asResources(clusters), resource.EndpointType: {},
+		resource.ListenerType: asResources(ls), resource.ExtensionConfigType: asResources(tcs)})
 }
 
 // wasmFilterConfig is the my-filter Wasm filter configuration with a

@@ -158,17 +158,14 @@ func (cp *controlPlane) waitRequest(what string, f func(request) bool) request {
 // set publishes a snapshot.
 func (cp *controlPlane) set(version string, clusters []*clusterv3.Cluster, clas []*endpointv3.ClusterLoadAssignment, ls []*listenerv3.Listener) {
 	cp.t.Helper()
-	// Every type gets the version, even empty: an empty set is an answer.
-	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}}
-	for _, c := range clusters {
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	for _, c := range clas {
-		res[resource.EndpointType] = append(res[resource.EndpointType], c)
-	}
-	for _, l := range ls {
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
-	}
+	cp.publish(version, map[resource.Type][]types.Resource{resource.ClusterType: asResources(clusters),
+		resource.EndpointType: asResources(clas), resource.ListenerType: asResources(ls)})
+}
+
+// publish sets a snapshot of res. Every type listed gets the version, even
+// empty: an empty set is an answer.
+func (cp *controlPlane) publish(version string, res map[resource.Type][]types.Resource) {
+	cp.t.Helper()
 	snap, err := cachev3.NewSnapshot(version, res)
 	if err != nil {
 		cp.t.Fatal(err)
@@ -176,6 +173,15 @@ func (cp *controlPlane) set(version string, clusters []*clusterv3.Cluster, clas 
 	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
 		cp.t.Fatal(err)
 	}
+}
+
+// asResources is a typed list as a snapshot's resources.
+func asResources[T types.Resource](items []T) []types.Resource {
+	out := make([]types.Resource, len(items))
+	for i, x := range items {
+		out[i] = x
+	}
+	return out
 }
 
 // parse decodes a YAML resource.

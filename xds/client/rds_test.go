@@ -18,7 +18,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/wasmesh/wasmesh/server"
@@ -29,23 +28,8 @@ import (
 // configurations (no endpoints: the clusters are STATIC).
 func (cp *controlPlane) setRDS(version string, clusters []*clusterv3.Cluster, ls []*listenerv3.Listener, rcs []*routev3.RouteConfiguration) {
 	cp.t.Helper()
-	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}, resource.RouteType: {}}
-	for _, c := range clusters {
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	for _, l := range ls {
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
-	}
-	for _, rc := range rcs {
-		res[resource.RouteType] = append(res[resource.RouteType], rc)
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		cp.t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		cp.t.Fatal(err)
-	}
+	cp.publish(version, map[resource.Type][]types.Resource{resource.ClusterType: asResources(clusters), resource.EndpointType: {},
+		resource.ListenerType: asResources(ls), resource.RouteType: asResources(rcs)})
 }
 
 // staticCluster is a STATIC cluster of one upstream.

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -94,23 +93,8 @@ func trustSecret(name string, caPEM []byte) *tlsv3.Secret {
 // setSDS publishes a snapshot with clusters, listeners and secrets.
 func (cp *controlPlane) setSDS(version string, clusters []*clusterv3.Cluster, ls []*listenerv3.Listener, secrets ...*tlsv3.Secret) {
 	cp.t.Helper()
-	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}, resource.SecretType: {}}
-	for _, c := range clusters {
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	for _, l := range ls {
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
-	}
-	for _, s := range secrets {
-		res[resource.SecretType] = append(res[resource.SecretType], s)
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		cp.t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		cp.t.Fatal(err)
-	}
+	cp.publish(version, map[resource.Type][]types.Resource{resource.ClusterType: asResources(clusters), resource.EndpointType: {},
+		resource.ListenerType: asResources(ls), resource.SecretType: asResources(secrets)})
 }
 
 // startSDSControlPlane is startControlPlane with a snapshot cache that
