@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/wasmesh/wasmesh/xds/client"
@@ -238,13 +236,7 @@ virtual_hosts:
 			resource.ClusterType: {clusters[0]}, resource.ListenerType: {l},
 			resource.RouteType: {rc}, resource.ExtensionConfigType: {wasmFilterConfig(t, "my-filter", greet, wasmPath)},
 		}
-		snap, err := cachev3.NewSnapshot(version, res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-			t.Fatal(err)
-		}
+		publishSnapshot(t, cp.cache, version, res)
 	}
 	set("v1", routes(false), "one")
 	proxyWithAdmin(t, cp.addr, "GRPC", "5s", freePort(t))

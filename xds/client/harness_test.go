@@ -166,12 +166,18 @@ func (cp *controlPlane) set(version string, clusters []*clusterv3.Cluster, clas 
 // empty: an empty set is an answer.
 func (cp *controlPlane) publish(version string, res map[resource.Type][]types.Resource) {
 	cp.t.Helper()
+	publishSnapshot(cp.t, cp.cache, version, res)
+}
+
+// publishSnapshot sets the node's snapshot of res in cache.
+func publishSnapshot(t testing.TB, cache cachev3.SnapshotCache, version string, res map[resource.Type][]types.Resource) {
+	t.Helper()
 	snap, err := cachev3.NewSnapshot(version, res)
 	if err != nil {
-		cp.t.Fatal(err)
+		t.Fatal(err)
 	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		cp.t.Fatal(err)
+	if err := cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -72,16 +72,10 @@ func testRDSLinearCache(t *testing.T, apiType string) {
 
 	a, b := gated(t, "a"), gated(t, "b")
 	port := freePort(t)
-	snap, err := cachev3.NewSnapshot("v1", map[resource.Type][]types.Resource{
+	publishSnapshot(t, snaps, "v1", map[resource.Type][]types.Resource{
 		resource.ClusterType:  {staticCluster(t, "a", a.Server), staticCluster(t, "b", b.Server)},
 		resource.ListenerType: {rdsListener(t, "ingress", port, "r1", "10s")},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := snaps.SetSnapshot(ctx, nodeID, snap); err != nil {
-		t.Fatal(err)
-	}
 	if err := routes.UpdateResource("r1", routeConfig(t, "r1", "a", "a", "")); err != nil {
 		t.Fatal(err)
 	}

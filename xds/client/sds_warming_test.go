@@ -209,16 +209,10 @@ func testSDSLinearCache(t *testing.T, apiType string) {
 	ca := newSDSCA(t, "ca")
 	up := upstream(t, "backend")
 	port := freePort(t)
-	snap, err := cachev3.NewSnapshot("v1", map[resource.Type][]types.Resource{
+	publishSnapshot(t, snaps, "v1", map[resource.Type][]types.Resource{
 		resource.ClusterType:  {staticCluster(t, "backend", up)},
 		resource.ListenerType: {tlsListener(t, "secure", port, "backend", "server-cert", "")},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := snaps.SetSnapshot(ctx, nodeID, snap); err != nil {
-		t.Fatal(err)
-	}
 	c1, k1, _ := ca.issue(t, "one")
 	if err := secrets.UpdateResource("server-cert", tlsSecret("server-cert", c1, k1)); err != nil {
 		t.Fatal(err)

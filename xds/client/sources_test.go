@@ -13,7 +13,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -25,26 +24,9 @@ import (
 // extension configurations.
 func (cp *fullPlane) setDiscovered(version string, clusters []*clusterv3.Cluster, ls []*listenerv3.Listener, rcs []*routev3.RouteConfiguration, tcs []*corev3.TypedExtensionConfig) {
 	cp.t.Helper()
-	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}, resource.RouteType: {}, resource.ExtensionConfigType: {}}
-	for _, c := range clusters {
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	for _, l := range ls {
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
-	}
-	for _, rc := range rcs {
-		res[resource.RouteType] = append(res[resource.RouteType], rc)
-	}
-	for _, tc := range tcs {
-		res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], tc)
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		cp.t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		cp.t.Fatal(err)
-	}
+	publishSnapshot(cp.t, cp.cache, version, map[resource.Type][]types.Resource{resource.ClusterType: asResources(clusters),
+		resource.EndpointType: {}, resource.ListenerType: asResources(ls), resource.RouteType: asResources(rcs),
+		resource.ExtensionConfigType: asResources(tcs)})
 }
 
 // withSource sets the rds.config_source and every config_discovery

@@ -217,26 +217,8 @@ func (cp *fullPlane) waitRequest(what string, f func(streamReq) bool) streamReq 
 
 func (cp *fullPlane) set(version string, clusters []*clusterv3.Cluster, clas []*endpointv3.ClusterLoadAssignment, ls []*listenerv3.Listener, secrets ...*tlsv3.Secret) {
 	cp.t.Helper()
-	res := map[resource.Type][]types.Resource{resource.ClusterType: {}, resource.EndpointType: {}, resource.ListenerType: {}, resource.SecretType: {}}
-	for _, s := range secrets {
-		res[resource.SecretType] = append(res[resource.SecretType], s)
-	}
-	for _, c := range clusters {
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	for _, c := range clas {
-		res[resource.EndpointType] = append(res[resource.EndpointType], c)
-	}
-	for _, l := range ls {
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		cp.t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		cp.t.Fatal(err)
-	}
+	publishSnapshot(cp.t, cp.cache, version, map[resource.Type][]types.Resource{resource.ClusterType: asResources(clusters),
+		resource.EndpointType: asResources(clas), resource.ListenerType: asResources(ls), resource.SecretType: asResources(secrets)})
 }
 
 // sourceCluster is an EDS cluster whose eds_config is the given source.
@@ -554,13 +536,7 @@ func (cp *fullPlane) setRuntime(version string, layers map[string]map[string]any
 		}
 		res[resource.RuntimeType] = append(res[resource.RuntimeType], &runtimeservice.Runtime{Name: name, Layer: st})
 	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		cp.t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		cp.t.Fatal(err)
-	}
+	publishSnapshot(cp.t, cp.cache, version, res)
 }
 
 // runtimeJSON is the admin's /runtime answer without white space.
