@@ -153,14 +153,7 @@ func (pc *h1Conn) newResponse(req *http.Request, r *h1Resp) (*http.Response, err
 
 // responseHeaderOfFields is the http.Header of a response head's fields.
 func responseHeaderOfFields(f *header.Map) http.Header {
-	h := make(http.Header, f.Len())
-	for _, fl := range f.Fields() {
-		if fl.Key != "" && fl.Key[0] != ':' {
-			k := header.Canonical(fl.Key)
-			h[k] = append(h[k], fl.Value)
-		}
-	}
-	return h
+	return headerOf(f, func(k string) bool { return k != "" && k[0] != ':' })
 }
 
 // values returns a field's values, by its canonical name in the

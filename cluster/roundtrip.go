@@ -144,11 +144,15 @@ func (c *Cluster) needsHTTPHeader(req *http.Request, lbc *LoadBalancerContext) b
 // HeaderOfFields is the http.Header of a request's fields: every field but
 // pseudo-headers, host and the framing fields, under its canonical name,
 // in order.
-func HeaderOfFields(f *header.Map) http.Header {
+func HeaderOfFields(f *header.Map) http.Header { return headerOf(f, forwardedField) }
+
+// headerOf is the http.Header of the fields keep accepts, under their
+// canonical names, in order.
+func headerOf(f *header.Map, keep func(string) bool) http.Header {
 	fields := f.Fields()
 	n := 0
 	for _, fl := range fields {
-		if forwardedField(fl.Key) {
+		if keep(fl.Key) {
 			n++
 		}
 	}
@@ -158,7 +162,7 @@ func HeaderOfFields(f *header.Map) http.Header {
 	vals := make([]string, n)
 	i := 0
 	for _, fl := range fields {
-		if !forwardedField(fl.Key) {
+		if !keep(fl.Key) {
 			continue
 		}
 		k := header.Canonical(fl.Key)
