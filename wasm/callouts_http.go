@@ -54,8 +54,6 @@ const (
 	calloutKindMask             = 3
 )
 
-func kindOf(id uint32) calloutKind { return calloutKind(id & calloutKindMask) }
-
 // callout is one pending HTTP call, gRPC call or gRPC stream. Its fields are
 // guarded by the instance's lock, except q.
 type callout struct {

@@ -33,8 +33,6 @@ import (
 const (
 	hcWasm   = "testdata/hostcalls/hostcalls.wasm"
 	hcReadme = "testdata/hostcalls/README.md"
-	// hcUnknownID is the module's UNKNOWN_ID.
-	hcUnknownID = 0x7ffffff0
 	// hcWait bounds every wait for an asynchronous event (tick, callout).
 	hcWait = 5 * time.Second
 )

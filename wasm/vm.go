@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -378,14 +377,4 @@ func (vm *VM) shutdown(ctx context.Context) {
 	if registered {
 		vm.rt.releaseVMID(vm.cfg.ID)
 	}
-}
-
-// sortedKinds is used by tests and logs for stable output.
-func sortedKinds(m map[FailureKind]uint64) []FailureKind {
-	ks := make([]FailureKind, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Slice(ks, func(a, b int) bool { return ks[a] < ks[b] })
-	return ks
 }

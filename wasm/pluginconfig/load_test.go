@@ -161,9 +161,8 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 	}
 }
 
-// httpFetcher is a small real RemoteFetcher: it fetches over HTTP from the
-// address the cluster name maps to.
-type httpFetcher struct{ addr string }
+// httpFetcher is a small real RemoteFetcher: it fetches the URI over HTTP.
+type httpFetcher struct{}
 
 func (f httpFetcher) Fetch(ctx context.Context, cluster, uri string, timeoutMillis int64, retries uint32) ([]byte, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", uri, nil)

@@ -52,7 +52,6 @@ type fullPlane struct {
 	grpc    *grpc.Server
 	done    chan struct{}
 	httpSrv *http.Server
-	httpLn  net.Listener
 }
 
 const restID = int64(-1 << 62)
