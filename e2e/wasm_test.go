@@ -20,11 +20,12 @@ var (
 )
 
 // asFilter builds the AssemblyScript filter (wasm/testdata/asfilter) once
-// and returns its path; the test is skipped when npm is missing.
+// and returns its path; without npm (scripts/deps.sh installs it) the test
+// fails rather than pass unrun.
 func asFilter(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm not found: cannot build the AssemblyScript filter (wasm/testdata/asfilter/build.sh)")
+		t.Fatal("npm not found: cannot build the AssemblyScript filter (wasm/testdata/asfilter/build.sh); scripts/deps.sh installs it")
 	}
 	asOnce.Do(func() {
 		var stderr bytes.Buffer

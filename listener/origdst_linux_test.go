@@ -39,13 +39,13 @@ func (d *recordingDialer) Dial(ctx context.Context, _ string, od netip.AddrPort)
 func enterNetns(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("original_dst test needs root for a network namespace and iptables")
+		t.Fatal("original_dst test needs root for a network namespace and iptables")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip (iproute2) is not installed: cannot create a network namespace")
+		t.Fatal("ip (iproute2) is not installed: cannot create a network namespace; scripts/deps.sh installs it")
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("iptables is not installed: cannot redirect connections (apt-get install iptables)")
+		t.Fatal("iptables is not installed: cannot redirect connections; scripts/deps.sh installs it")
 	}
 	name := fmt.Sprintf("wasmesh-lst-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

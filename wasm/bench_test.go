@@ -187,20 +187,21 @@ func BenchmarkRequestResponse(b *testing.B) {
 	}
 }
 
-// buildASFilter builds the AssemblyScript filter with its build.sh, or
-// skips the benchmark when node/npm are missing or the build fails.
+// buildASFilter builds the AssemblyScript filter with its build.sh; the
+// benchmark fails when node/npm (scripts/deps.sh) are missing or the build
+// fails.
 func buildASFilter(b *testing.B) []byte {
 	b.Helper()
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("AssemblyScript filter not built: %s not in PATH (testdata/asfilter/build.sh needs node and npm)", tool)
+			b.Fatalf("AssemblyScript filter not built: %s not in PATH (testdata/asfilter/build.sh needs node and npm)", tool)
 		}
 	}
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command("bash", filepath.Join("testdata", "asfilter", "build.sh"))
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		b.Skipf("AssemblyScript filter not built: testdata/asfilter/build.sh: %v\n%s", err, stderr.String())
+		b.Fatalf("AssemblyScript filter not built: testdata/asfilter/build.sh: %v\n%s", err, stderr.String())
 	}
 	return readFile(b, strings.TrimSpace(stdout.String()))
 }

@@ -285,15 +285,12 @@ func TestHostcallsConfig(t *testing.T) {
 	})
 }
 
-// TestHostcallsRootCallbacks covers the root callbacks of README §3 that no
-// case path reaches. proxy_on_queue_ready is driven by queues_test.go
+// The root callbacks of README §3 that no case path reaches:
+// proxy_on_queue_ready is driven by queues_test.go
 // (TestQueueHostcallsContract), proxy_on_tick and proxy_on_done above.
-func TestHostcallsRootCallbacks(t *testing.T) {
-	t.Run("proxy_on_foreign_function", func(t *testing.T) {
-		t.Skip("the host never calls proxy_on_foreign_function: no host or data plane API " +
-			"delivers a foreign function call to a root context (instance.go only resolves the export)")
-	})
-}
+// proxy_on_foreign_function has no test: the host never calls it (no host
+// or data plane API delivers a foreign function call to a root context;
+// instance.go only resolves the export).
 
 func TestHostcallsBuffers(t *testing.T) {
 	h := hcHarness(t, wasmtest.Options{})
