@@ -62,6 +62,7 @@ type h1Conn struct {
 	tlsState *tls.ConnectionState // responses' TLS, as net/http sets it
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	rw       *replyWriter // what bw flushes into on a plaintext socket; nil otherwise
 
 	reused bool   // served a request before the current one
 	served uint32 // requests started on the connection
@@ -75,8 +76,10 @@ type h1Conn struct {
 	// The current request.
 	ctx        context.Context
 	stopCancel func() bool // stops the context.AfterFunc; nil when none
-	// deadlineSet: the connection carries the request's deadline.
+	// deadlineSet: the request has a deadline on the connection's
+	// deadline clock.
 	deadlineSet bool
+	dl          deadlineClock
 	abortFn     func()             // pc.abort, made once
 	hookedOn    *streamctx.Context // the request's context pc is a hook of
 	respOut     *header.Map        // where the exchange's response head goes, if not to an http.Header
@@ -120,11 +123,16 @@ func (t *h1Transport) dial(ctx context.Context, h *Host) (*h1Conn, error) {
 			pc.closed.Store(true)
 		}
 	}
+	var w io.Writer = conn
 	if rc := rawConnOf(conn); rc != nil {
 		pc.peek = newSocketPeeker(rc)
+		if tc, ok := conn.(*trackedConn); ok {
+			pc.rw = newReplyWriter(tc, rc)
+			w = pc.rw
+		}
 	}
 	pc.br = bufio.NewReaderSize(conn, 4096)
-	pc.bw = bufio.NewWriterSize(conn, 4096)
+	pc.bw = bufio.NewWriterSize(w, 4096)
 	return pc, nil
 }
 
@@ -319,6 +327,7 @@ func (pc *h1Conn) connClosed() {
 		pc.armed = false
 	}
 	t.mu.Unlock()
+	pc.dl.stop()
 }
 
 // deadlineContext is a context that only adds a deadline to another (the
@@ -341,7 +350,7 @@ func (pc *h1Conn) watch(ctx context.Context) {
 	pc.deadlineSet = false
 	if dc, ok := ctx.(deadlineContext); ok {
 		if d, ok := dc.Deadline(); ok {
-			_ = pc.conn.SetDeadline(d)
+			pc.dl.set(d, pc)
 			pc.deadlineSet = true
 		}
 		ctx = dc.DeadlineParent()
@@ -393,8 +402,9 @@ func (pc *h1Conn) unwatch() bool {
 	}
 	if pc.deadlineSet {
 		pc.deadlineSet = false
-		if ok {
-			_ = pc.conn.SetDeadline(time.Time{})
+		if pc.dl.clear() {
+			// The deadline passed: the connection's is spent.
+			ok = false
 		}
 	}
 	return ok
@@ -531,7 +541,15 @@ func (pc *h1Conn) exchange(req *http.Request, fields *header.Map, rb *h1ReqBody)
 			return nil, failLate, pc.ioErr(err)
 		}
 		if err == nil {
-			err = pc.bw.Flush()
+			// The request is complete and nothing else is sent: the
+			// flush waits for the reply (see replyWriter).
+			if pc.rw != nil && pc.br.Buffered() == 0 {
+				pc.rw.armed = true
+				err = pc.bw.Flush()
+				pc.rw.armed = false
+			} else {
+				err = pc.bw.Flush()
+			}
 		}
 		if err != nil {
 			return pc.writeFailed(req, err)

@@ -30,16 +30,27 @@ import (
 // idle is common_http_protocol_options.idle_timeout (0: the default).
 func h1Cluster(tb testing.TB, addr string, idle time.Duration) *Cluster {
 	tb.Helper()
+	m := NewManager(context.Background(), Options{})
+	tb.Cleanup(func() { m.Close() })
+	if err := m.Add(context.Background(), h1ClusterConfig(tb, "h1", addr, idle)); err != nil {
+		tb.Fatal(err)
+	}
+	return m.Get("h1")
+}
+
+// h1ClusterConfig is the configuration of h1Cluster, named name.
+func h1ClusterConfig(tb testing.TB, name, addr string, idle time.Duration) *clusterv3.Cluster {
+	tb.Helper()
 	host, portS, err := net.SplitHostPort(addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	port, _ := strconv.Atoi(portS)
 	c := &clusterv3.Cluster{
-		Name:                 "h1",
+		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(time.Second),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "h1",
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -50,12 +61,7 @@ func h1Cluster(tb testing.TB, addr string, idle time.Duration) *Cluster {
 	if idle > 0 {
 		c.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(idle)}
 	}
-	m := NewManager(context.Background(), Options{})
-	tb.Cleanup(func() { m.Close() })
-	if err := m.Add(context.Background(), c); err != nil {
-		tb.Fatal(err)
-	}
-	return m.Get("h1")
+	return c
 }
 
 // countingServer is an httptest server that counts the connections it
@@ -844,5 +850,92 @@ func TestH1MaxRequestsPerConnection(t *testing.T) {
 	}
 	if n := s.opened.Load(); n != 3 {
 		t.Fatalf("%d connections for 5 sequential requests at 2 per connection, want 3", n)
+	}
+}
+
+// onlyDeadline adds a deadline to its parent the way the router's route
+// and per-try timeouts do (a deadlineContext): the pool enforces it with
+// the connection's deadline clock.
+type onlyDeadline struct {
+	context.Context
+	d time.Time
+}
+
+func (c onlyDeadline) Deadline() (time.Time, bool)     { return c.d, true }
+func (c onlyDeadline) DeadlineParent() context.Context { return c.Context }
+func (c onlyDeadline) Err() error {
+	if !time.Now().Before(c.d) {
+		return context.DeadlineExceeded
+	}
+	return c.Context.Err()
+}
+
+// TestH1DeadlineClock: a deadline's timer outlives the exchange it was
+// armed for. A later exchange on the same connection must not be aborted
+// by it, and an earlier deadline must still abort at its time.
+func TestH1DeadlineClock(t *testing.T) {
+	s := startRaw(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, _, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/hang" {
+				io.Copy(io.Discard, br)
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	c := h1Cluster(t, s.addr(), 0)
+	get := func(path string, timeout time.Duration) error {
+		ctx := onlyDeadline{context.Background(), time.Now().Add(timeout)}
+		resp, _, err := c.RoundTrip(newReq(t, http.MethodGet, path, nil).WithContext(ctx), LoadBalancerContext{})
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && string(body) != "ok" {
+			err = fmt.Errorf("body %q", body)
+		}
+		return err
+	}
+	for i := 0; i < 5; i++ {
+		if err := get("/ok", 40*time.Millisecond); err != nil {
+			t.Fatalf("short deadline, request %d: %v", i, err)
+		}
+	}
+	// The timer armed for those fires while no exchange runs.
+	time.Sleep(60 * time.Millisecond)
+	if err := get("/ok", 10*time.Second); err != nil {
+		t.Fatalf("after the timer fired idle: %v", err)
+	}
+	// Deadlines that pass while later exchanges run: every firing finds
+	// a later deadline and re-arms.
+	for start := time.Now(); time.Since(start) < 150*time.Millisecond; {
+		if err := get("/ok", 20*time.Millisecond); err != nil {
+			t.Fatalf("busy connection: %v", err)
+		}
+	}
+	if n := s.opened.Load(); n != 1 {
+		t.Fatalf("%d upstream connections, want 1 (no exchange aborted)", n)
+	}
+	// An earlier deadline than the armed one (10 s) still aborts on time.
+	start := time.Now()
+	err := get("/hang", 80*time.Millisecond)
+	el := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hanging upstream: err %v, want DeadlineExceeded", err)
+	}
+	if el < 80*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("deadline of 80ms ended the exchange after %v", el)
+	}
+	// The aborted connection is not reused.
+	if err := get("/ok", 10*time.Second); err != nil {
+		t.Fatalf("after the abort: %v", err)
+	}
+	if n := s.opened.Load(); n != 2 {
+		t.Fatalf("%d upstream connections, want 2 (the aborted one closed)", n)
 	}
 }
