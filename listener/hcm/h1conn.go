@@ -140,7 +140,16 @@ type h1conn struct {
 
 	remoteAddr string
 	tlsState   *tls.ConnectionState
-	idle       atomic.Bool
+	// idle is set between requests (Shutdown closes idle connections).
+	idle atomic.Bool
+	// epoch is when the connection was accepted: the clocks below keep
+	// monotonic offsets from it.
+	epoch time.Time
+	// idleClock is idle_timeout while waiting for a request.
+	idleClock connIdleClock
+	// readDeadlineSet: a handler set a read deadline (ResponseController),
+	// cleared before the connection waits for its next request.
+	readDeadlineSet bool
 
 	// The background read that notices a client going away while its
 	// request is being answered (net/http's backgroundRead, started only
@@ -200,7 +209,8 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	c := &h1conn{srv: s, nc: nc}
+	c := &h1conn{srv: s, nc: nc, epoch: time.Now()}
+	c.idleClock = connIdleClock{nc: nc, timeout: s.m.IdleTimeout, epoch: c.epoch}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -227,6 +237,7 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 	c.bw = bufio.NewWriterSize(nc, 4096)
 	defer func() {
 		c.stopBackgroundRead()
+		c.idleClock.close()
 		if !c.hijacked {
 			nc.Close()
 			s.setState(nc, http.StateClosed)
@@ -240,6 +251,7 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 			return
 		}
 		if first && c.speaksH2() {
+			c.idleClock.close() // HTTP/2 has its own
 			c.serveH2()
 			return
 		}
@@ -254,25 +266,30 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 }
 
 // waitRequest waits for the first byte of the next request, within the
-// idle timeout, then arms request_headers_timeout. It reports false when
-// the connection ended or idled out.
+// idle timeout (idleClock), then arms request_headers_timeout. It reports
+// false when the connection ended or idled out.
 func (c *h1conn) waitRequest() bool {
 	m := c.srv.m
 	if c.br.Buffered() == 0 {
-		if m.IdleTimeout > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(m.IdleTimeout))
+		if c.readDeadlineSet {
+			c.readDeadlineSet = false
+			_ = c.nc.SetReadDeadline(time.Time{})
 		}
-		if _, err := c.br.Peek(1); err != nil {
+		if m.IdleTimeout > 0 {
+			c.idleClock.wait()
+		}
+		_, err := c.br.Peek(1)
+		if m.IdleTimeout > 0 && !c.idleClock.wake() {
+			return false
+		}
+		if err != nil {
 			return false
 		}
 	}
 	c.idle.Store(false)
 	c.srv.setState(c.nc, http.StateActive)
-	switch {
-	case m.RequestHeadersTimeout > 0:
+	if m.RequestHeadersTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(m.RequestHeadersTimeout))
-	case m.IdleTimeout > 0:
-		_ = c.nc.SetReadDeadline(time.Time{})
 	}
 	return true
 }

@@ -250,7 +250,10 @@ func (w *h1Writer) FlushError() error {
 func (w *h1Writer) EnableFullDuplex() error { return nil }
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController.
-func (w *h1Writer) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }
+func (w *h1Writer) SetReadDeadline(t time.Time) error {
+	w.c.readDeadlineSet = true
+	return w.c.nc.SetReadDeadline(t)
+}
 func (w *h1Writer) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
 
 // Hijack hands the connection to the handler (upgrades).

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,11 @@ func newFixture(t testing.TB, hcmYAML string) *fixture {
 			<-r.Context().Done()
 			hangEnded <- struct{}{}
 			return
+		}
+		if r.URL.Path == "/slow" {
+			// Answers after ms milliseconds.
+			ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}
 		if r.URL.Path == "/with-server" {
 			w.Header().Set("Server", "upstream-srv")
