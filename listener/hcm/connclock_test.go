@@ -135,3 +135,29 @@ func TestH1IdleTimeoutNewConnection(t *testing.T) {
 		t.Fatalf("closed after %v, want idle_timeout 50ms", idle)
 	}
 }
+
+// TestH1ClientGoneAfterShortRequests: the background read that notices a
+// client going away still starts for a long request that follows many
+// short ones on the connection (its timer is armed lazily, once for
+// several requests).
+func TestH1ClientGoneAfterShortRequests(t *testing.T) {
+	f := newFixture(t, baseHCM)
+	for _, n := range []int{1, 50} {
+		k := dialKeepAlive(t, f)
+		for i := range n {
+			k.get(i, "/direct")
+		}
+		// Pacing: the first connection's timer has stopped again by the
+		// time /hang starts, the second's is pending.
+		if n == 1 {
+			time.Sleep(10 * backgroundReadDelay)
+		}
+		io.WriteString(k.c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+		k.c.Close()
+		select {
+		case <-f.hangEnded:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after %d requests: the upstream request was not cancelled after the client left", n)
+		}
+	}
+}

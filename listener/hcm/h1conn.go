@@ -153,15 +153,29 @@ type h1conn struct {
 
 	// The background read that notices a client going away while its
 	// request is being answered (net/http's backgroundRead, started only
-	// for requests that last).
-	bgMu      sync.Mutex
-	bgTimer   *time.Timer
-	bgArmed   bool
-	bgRunning bool
-	bgDone    chan struct{}
-	bgByte    [1]byte
-	bgHave    bool
-	bgErr     error
+	// for requests that last backgroundReadDelay). A request records when
+	// it started in bgState; the timer is armed only when it is not
+	// already (bgPending), and when it fires it starts the read for a
+	// request that has lasted, waits for the rest of a younger one, and
+	// stops when no request runs. So a request costs no timer operation.
+	//
+	// bgState is bgOff, bgRunning, or when the request started
+	// (nanoseconds since epoch, plus one).
+	bgState   atomic.Int64
+	bgPending atomic.Bool
+	// bgBodyWait: the request's body is still being read; its end arms
+	// the read (connection goroutine only).
+	bgBodyWait bool
+	bgMu       sync.Mutex // bgTimer, bgClosed, bgBody, bgDone
+	bgTimer    *time.Timer
+	bgClosed   bool
+	// bgBody is the body whose end arms the read: a body reader finishing
+	// after its request ended must not arm the next request's.
+	bgBody *h1Body
+	bgDone chan struct{}
+	bgByte [1]byte
+	bgHave bool
+	bgErr  error
 
 	body     *h1Body
 	hijacked bool
@@ -237,6 +251,7 @@ func (s *H1Server) ServeConn(nc net.Conn) {
 	c.bw = bufio.NewWriterSize(nc, 4096)
 	defer func() {
 		c.stopBackgroundRead()
+		c.closeBackgroundRead()
 		c.idleClock.close()
 		if !c.hijacked {
 			nc.Close()
@@ -388,6 +403,8 @@ func (c *h1conn) serveOne() bool {
 		reqBytes: head.fieldBytes + len(head.method) + len(head.target) + len(req.Host)}
 	if body.eof {
 		c.armBackgroundRead()
+	} else {
+		c.awaitBodyEnd(body)
 	}
 	ok := c.runHandler(w, req)
 	c.stopBackgroundRead()
@@ -512,32 +529,86 @@ func (c *h1conn) writeContinue() {
 	_, _ = io.WriteString(c.nc, "HTTP/1.1 100 Continue\r\n\r\n")
 }
 
-// bodyDone is called when the request body was read to its end.
-func (c *h1conn) bodyDone() { c.armBackgroundRead() }
+// now is the time since the connection started, never zero (the clocks'
+// unit).
+func (c *h1conn) now() int64 { return int64(time.Since(c.epoch)) + 1 }
+
+const bgOff, bgRunning = 0, -1
+
+// awaitBodyEnd has the end of the request's body arm the background read.
+func (c *h1conn) awaitBodyEnd(b *h1Body) {
+	c.bgMu.Lock()
+	c.bgBody = b
+	c.bgMu.Unlock()
+	c.bgBodyWait = true
+}
+
+// bodyDone is called when the request body b was read to its end (on
+// the goroutine reading it).
+func (c *h1conn) bodyDone(b *h1Body) {
+	c.bgMu.Lock()
+	if c.bgBody == b {
+		c.bgBody = nil
+		c.bgState.Store(c.now())
+		c.armBgTimerLocked()
+	}
+	c.bgMu.Unlock()
+}
 
 // armBackgroundRead starts watching for the client going away once the
 // request has lasted backgroundReadDelay. Short requests never pay for it.
 func (c *h1conn) armBackgroundRead() {
-	c.bgMu.Lock()
-	defer c.bgMu.Unlock()
-	c.bgArmed = true
-	if c.bgTimer == nil {
-		c.bgTimer = time.AfterFunc(backgroundReadDelay, c.startBackgroundRead)
-		return
+	c.bgState.Store(c.now())
+	// bgFire clears bgPending before it reads bgState: either it sees
+	// this request, or this sees the timer stopped.
+	if !c.bgPending.Load() {
+		c.bgMu.Lock()
+		c.armBgTimerLocked()
+		c.bgMu.Unlock()
 	}
-	c.bgTimer.Reset(backgroundReadDelay)
 }
 
-func (c *h1conn) startBackgroundRead() {
-	c.bgMu.Lock()
-	if !c.bgArmed || c.bgRunning || c.bgHave {
-		c.bgMu.Unlock()
+func (c *h1conn) armBgTimerLocked() {
+	if c.bgPending.Load() || c.bgClosed {
 		return
 	}
-	c.bgRunning = true
+	if c.bgTimer == nil {
+		c.bgTimer = time.AfterFunc(backgroundReadDelay, c.bgFire)
+	} else {
+		c.bgTimer.Reset(backgroundReadDelay)
+	}
+	c.bgPending.Store(true)
+}
+
+// bgFire starts the background read for a request that has lasted
+// backgroundReadDelay, or waits for the rest of a younger one's. With no
+// request running the timer stops; the next request arms it.
+func (c *h1conn) bgFire() {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	c.bgPending.Store(false)
+	for {
+		v := c.bgState.Load()
+		if v <= bgOff || c.bgClosed {
+			return
+		}
+		ran := time.Duration(c.now() - v)
+		if ran < backgroundReadDelay {
+			c.bgTimer.Reset(backgroundReadDelay - ran)
+			c.bgPending.Store(true)
+			return
+		}
+		if c.bgState.CompareAndSwap(v, bgRunning) {
+			c.startBackgroundReadLocked()
+			return
+		}
+		// The request ended, or the next one started, meanwhile.
+	}
+}
+
+func (c *h1conn) startBackgroundReadLocked() {
 	done := make(chan struct{})
 	c.bgDone = done
-	c.bgMu.Unlock()
 	go func() {
 		defer close(done)
 		n, err := c.nc.Read(c.bgByte[:])
@@ -563,24 +634,33 @@ func (c *h1conn) startBackgroundRead() {
 	}()
 }
 
-// stopBackgroundRead ends a running background read (by an expired read
-// deadline) and disarms the timer; the connection's reader is then the
-// only one again.
+// stopBackgroundRead ends the request's watch: a running background read
+// is ended (by an expired read deadline); the connection's reader is then
+// the only one again. A pending timer is left for the next request.
 func (c *h1conn) stopBackgroundRead() {
-	c.bgMu.Lock()
-	c.bgArmed = false
-	if c.bgTimer != nil {
-		c.bgTimer.Stop()
+	if c.bgBodyWait {
+		c.bgBodyWait = false
+		c.bgMu.Lock()
+		c.bgBody = nil
+		c.bgMu.Unlock()
 	}
-	running, done := c.bgRunning, c.bgDone
-	c.bgMu.Unlock()
-	if !running {
+	if c.bgState.Swap(bgOff) != bgRunning {
 		return
 	}
+	c.bgMu.Lock()
+	done := c.bgDone
+	c.bgMu.Unlock()
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
 	<-done
 	_ = c.nc.SetReadDeadline(time.Time{})
+}
+
+// closeBackgroundRead stops the timer for good once the connection ended.
+func (c *h1conn) closeBackgroundRead() {
 	c.bgMu.Lock()
-	c.bgRunning = false
+	c.bgClosed = true
+	if c.bgTimer != nil {
+		c.bgTimer.Stop()
+	}
 	c.bgMu.Unlock()
 }

@@ -405,7 +405,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	b.eof = b.eof || eof
 	b.mu.Unlock()
 	if eof {
-		b.c.bodyDone()
+		b.c.bodyDone(b)
 	}
 	return n, err
 }
