@@ -24,6 +24,19 @@ func stalling(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/stall-headers":
 		wait()
+	case "/trickle":
+		// Ten bytes, 60 ms apart: active for longer than the idle
+		// timeout, never idle for it.
+		w.WriteHeader(200)
+		for i := 0; i < 10; i++ {
+			io.WriteString(w, "x")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(60 * time.Millisecond):
+			}
+		}
 	case "/stall-body":
 		w.Header().Set("Content-Length", "100")
 		w.WriteHeader(200)
@@ -125,6 +138,49 @@ func TestConnectionTimeouts(t *testing.T) {
 		took := time.Since(start)
 		if resp.StatusCode != 504 || string(b) != "stream timeout" || took < 250*time.Millisecond || took > 2*time.Second {
 			t.Fatalf("second request: %d %q after %v, want 504 \"stream timeout\" after about 0.3 s", resp.StatusCode, b, took)
+		}
+	})
+	t.Run("stream-idle-timeout-h2c-streams-on-one-connection", func(t *testing.T) {
+		// HTTP/2 streams share their connection's clock: each must be
+		// timed from its own last activity.
+		c := h2cClient()
+		type result struct {
+			code int
+			body string
+			took time.Duration
+			err  error
+		}
+		fetch := func(path string, after time.Duration) chan result {
+			ch := make(chan result, 1)
+			go func() {
+				time.Sleep(after)
+				start := time.Now()
+				resp, err := c.Get(p.url("idle", path))
+				if err != nil {
+					ch <- result{err: err, took: time.Since(start)}
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				ch <- result{resp.StatusCode, string(b), time.Since(start), err}
+			}()
+			return ch
+		}
+		trickle := fetch("/trickle", 0)
+		stall1 := fetch("/stall-headers", 0)
+		stall2 := fetch("/stall-headers", 200*time.Millisecond)
+		plain := fetch("/", 150*time.Millisecond)
+		for name, ch := range map[string]chan result{"first stalled": stall1, "later stalled": stall2} {
+			r := <-ch
+			if r.err != nil || r.code != 504 || r.body != "stream timeout" || r.took < 250*time.Millisecond || r.took > 2*time.Second {
+				t.Errorf("%s stream: %d %q %v after %v, want 504 \"stream timeout\" after about 0.3 s", name, r.code, r.body, r.err, r.took)
+			}
+		}
+		if r := <-trickle; r.err != nil || r.code != 200 || r.body != "xxxxxxxxxx" {
+			t.Errorf("active stream: %d %q %v after %v, want 200 and all ten bytes", r.code, r.body, r.err, r.took)
+		}
+		if r := <-plain; r.err != nil || r.code != 200 {
+			t.Errorf("plain stream: %d %v", r.code, r.err)
 		}
 	})
 	t.Run("stream-idle-timeout-stalled-body", func(t *testing.T) {

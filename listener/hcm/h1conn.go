@@ -43,8 +43,8 @@ type H1Server struct {
 	wg       sync.WaitGroup
 
 	dateCache atomic.Pointer[cachedDate]
-	// work hands HTTP/2 streams to idle workers.
-	work chan func()
+	// workers run HTTP/2 streams.
+	workers *workerPool
 }
 
 type cachedDate struct {
@@ -55,7 +55,7 @@ type cachedDate struct {
 // NewH1Server returns the HTTP/1.1 server of the manager.
 func (m *Manager) NewH1Server(log *zap.Logger) *H1Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &H1Server{m: m, log: log, ctx: ctx, cancel: cancel, conns: map[*h1conn]struct{}{}, work: make(chan func())}
+	return &H1Server{m: m, log: log, ctx: ctx, cancel: cancel, conns: map[*h1conn]struct{}{}, workers: newWorkerPool(ctx, workerIdle)}
 }
 
 // date is the Date header value, formatted once a second.

@@ -61,9 +61,9 @@ func (w *h1Writer) Header() http.Header {
 func (w *h1Writer) requestFields() (*header.Map, int) { return w.reqFields, w.reqBytes }
 
 // idleClock is the connection's: its requests come one at a time.
-func (w *h1Writer) idleClock() *idleClock {
+func (w *h1Writer) idleClock() streamIdleTimer {
 	if w.c.streamIdle == nil {
-		w.c.streamIdle = &idleClock{reused: true}
+		w.c.streamIdle = &idleClock{}
 	}
 	return w.c.streamIdle
 }

@@ -90,6 +90,8 @@ type h2conn struct {
 	goingAway bool
 	recvOwed  int64 // connection window consumed, not yet returned
 	idleTimer *time.Timer
+	// streamIdle times stream_idle_timeout for all streams.
+	streamIdle sharedIdleClock
 
 	wg sync.WaitGroup
 }
@@ -366,8 +368,9 @@ func (cc *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	cc.streams[id] = st
 	cc.mu.Unlock()
 	w := &h2Writer{st: st, req: req, reqFields: fields, reqBytes: size}
+	w.idle.c = &cc.streamIdle
 	cc.wg.Add(1)
-	cc.srv.dispatch(func() { cc.runStream(st, w, req) })
+	cc.srv.workers.run(func() { cc.runStream(st, w, req) })
 	return nil
 }
 
@@ -579,6 +582,7 @@ func (cc *h2conn) close() {
 		cc.idleTimer.Stop()
 	}
 	cc.mu.Unlock()
+	cc.streamIdle.stop()
 	for _, st := range sts {
 		st.abort(io.ErrUnexpectedEOF)
 	}
@@ -653,36 +657,6 @@ func (cc *h2conn) answerDirect(id uint32, status int) {
 	_ = cc.enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
 	_ = cc.wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: cc.encBuf.Bytes(), EndStream: true, EndHeaders: true})
 	cc.dirty = true
-}
-
-// dispatch runs fn on an idle worker, or a new one. Workers keep their
-// grown stacks between requests, which spares each stream the stack
-// copies a fresh goroutine makes while the request runs.
-func (s *H1Server) dispatch(fn func()) {
-	select {
-	case s.work <- fn:
-	default:
-		go s.worker(fn)
-	}
-}
-
-// workerIdle is how long an idle worker waits for another stream.
-const workerIdle = 10 * time.Second
-
-func (s *H1Server) worker(fn func()) {
-	t := time.NewTimer(workerIdle)
-	defer t.Stop()
-	for {
-		fn()
-		t.Reset(workerIdle)
-		select {
-		case fn = <-s.work:
-		case <-t.C:
-			return
-		case <-s.ctx.Done():
-			return
-		}
-	}
 }
 
 // h2Body is a request body fed by DATA frames.
@@ -808,7 +782,7 @@ func (b *h2Body) close() (int64, bool) {
 // h2Writer is the http.ResponseWriter of one HTTP/2 stream.
 type h2Writer struct {
 	st        *h2stream
-	idle      idleClock
+	idle      sharedIdleEntry
 	req       *http.Request
 	header    http.Header
 	hmap      *header.Map
@@ -853,8 +827,8 @@ func (w *h2Writer) WriteHeaderMap(code int, h *header.Map, trailers []string) {
 
 func (w *h2Writer) requestFields() (*header.Map, int) { return w.reqFields, w.reqBytes }
 
-// idleClock is the stream's own (streams run at once).
-func (w *h2Writer) idleClock() *idleClock { return &w.idle }
+// idleClock is the stream's place on the connection's clock.
+func (w *h2Writer) idleClock() streamIdleTimer { return &w.idle }
 
 func (w *h2Writer) Write(p []byte) (int, error) {
 	if !w.wrote {

@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// idleClock times stream_idle_timeout for the streams of one codec
-// stream slot: an HTTP/1.1 connection keeps one for all its requests (one
-// stream at a time), an HTTP/2 stream has its own. Activity only records
+// idleClock times stream_idle_timeout for the streams of an HTTP/1.1
+// connection, one after the other (HTTP/2 streams, which run at once,
+// share their connection's sharedIdleClock). Activity only records
 // the time (touch); when the timer fires it looks at the last activity
 // and, when the stream was active since, waits for the rest. So a request
 // costs no timer allocation and a body chunk no timer reset.
@@ -21,11 +21,6 @@ type idleClock struct {
 	due     time.Time
 	s       *stream // the stream timed; nil between streams
 	timeout time.Duration
-	// reused: the clock serves the streams of a connection one after the
-	// other (HTTP/1.1), so disarm leaves the timer armed for the next one.
-	// A one-stream clock (HTTP/2) stops its timer, which would otherwise
-	// keep the stream's writer reachable until it fired.
-	reused bool
 	// last is the stream's last activity, in nanoseconds since epoch.
 	last atomic.Int64
 }
@@ -49,15 +44,12 @@ func (c *idleClock) arm(s *stream, timeout time.Duration) {
 }
 
 // disarm stops timing s (a no-op when the clock times another stream).
-// A reused clock's timer is left armed for the connection's next stream;
-// when it fires with no stream, it stops.
+// The timer is left armed for the connection's next stream; when it fires
+// with no stream, it stops.
 func (c *idleClock) disarm(s *stream) {
 	c.mu.Lock()
 	if c.s == s {
 		c.s = nil
-		if !c.reused && c.t.Stop() {
-			c.due = time.Time{}
-		}
 	}
 	c.mu.Unlock()
 }

@@ -78,7 +78,7 @@ type stream struct {
 	responseStarted atomic.Bool
 	requestDone     atomic.Bool
 	idleFired       atomic.Bool
-	idle            *idleClock
+	idle            streamIdleTimer
 	requestTimer    *time.Timer
 }
 
@@ -751,7 +751,7 @@ type codecWriter interface {
 	WriteHeaderMap(code int, h *header.Map, trailers []string)
 	// idleClock is the stream_idle_timeout clock of the request's stream
 	// slot.
-	idleClock() *idleClock
+	idleClock() streamIdleTimer
 }
 
 // writeMapHeaders is writeHeaders for the manager's codecs: the header map
