@@ -216,6 +216,10 @@ func (d dynamicPlane) ForgetRoutes(names []string) { d.s.dyn.routes.forget(names
 // checked by compiling it as a filter chain of its own.
 func (d dynamicPlane) UpdateExtensionConfigs(ctx context.Context, tcs []*corev3.TypedExtensionConfig, versions []string) []error {
 	errs := d.s.dyn.routes.updateFilters(ctx, tcs, versions, func(ctx context.Context, tc *corev3.TypedExtensionConfig) error {
+		routerAny, err := anypb.New(&routerv3.Router{})
+		if err != nil {
+			return fmt.Errorf("router filter config: %w", err)
+		}
 		chain, err := filterchain.CompileChain(ctx, []*hcmv3.HttpFilter{
 			{Name: tc.GetName(), ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc.GetTypedConfig()}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}},
@@ -240,8 +244,6 @@ func (d dynamicPlane) UpdateExtensionConfigs(ctx context.Context, tcs []*corev3.
 // ForgetExtensionConfigs drops extension configurations no listener
 // names any more.
 func (d dynamicPlane) ForgetExtensionConfigs(names []string) { d.s.dyn.routes.forgetFilters(names) }
-
-var routerAny, _ = anypb.New(&routerv3.Router{})
 
 // rdsProvider is the connection managers' source of RDS route
 // configurations and ECDS filter configurations; nil without

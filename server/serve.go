@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -17,7 +16,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wasmesh/wasmesh/admin"
 	"github.com/wasmesh/wasmesh/cluster"
@@ -471,6 +469,3 @@ func Serve(ctx context.Context, o *Options, b *bootstrapv3.Bootstrap) error {
 	s.Shutdown(context.Background())
 	return nil
 }
-
-var _ = anypb.New
-var _ = errors.New
