@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +159,35 @@ func TestH1ClientGoneAfterShortRequests(t *testing.T) {
 		case <-f.hangEnded:
 		case <-time.After(10 * time.Second):
 			t.Fatalf("after %d requests: the upstream request was not cancelled after the client left", n)
+		}
+	}
+}
+
+// TestH1BackgroundReadKeepsPipelinedByte: a background read that takes
+// the first byte of a pipelined request holds it for the connection's
+// reader; a later request served from the buffer must not start another
+// read that overwrites it.
+func TestH1BackgroundReadKeepsPipelinedByte(t *testing.T) {
+	f := newFixture(t, baseHCM)
+	k := dialKeepAlive(t, f)
+	_ = k.c.SetDeadline(time.Now().Add(10 * time.Second))
+	slow := "/slow?ms=" + strconv.Itoa(int(20*backgroundReadDelay/time.Millisecond))
+	// A and B in one write: B's head is buffered while A runs, and B is
+	// served without reading the socket.
+	io.WriteString(k.c, "GET "+slow+"&r=a HTTP/1.1\r\nHost: x\r\n\r\nGET "+slow+"&r=b HTTP/1.1\r\nHost: x\r\n\r\n")
+	// C arrives while A runs, after A's background read started: it
+	// takes C's first byte.
+	time.Sleep(5 * backgroundReadDelay)
+	io.WriteString(k.c, "GET /plain?r=c HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []string{"upstream GET " + slow + "&r=a ", "upstream GET " + slow + "&r=b ", "upstream GET /plain?r=c "} {
+		resp, err := http.ReadResponse(k.br, nil)
+		if err != nil {
+			t.Fatalf("response to %q: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) {
+			t.Fatalf("got %d %q, want 200 %q... (request line damaged?)", resp.StatusCode, body, want)
 		}
 	}
 }

@@ -175,7 +175,7 @@ type h1conn struct {
 	bgBody *h1Body
 	bgDone chan struct{}
 	bgByte [1]byte
-	bgHave bool
+	bgHave atomic.Bool // bgByte holds a byte the connection's reader has not taken
 	bgErr  error
 
 	body     *h1Body
@@ -191,8 +191,8 @@ const backgroundReadDelay = 2 * time.Millisecond
 // Read feeds the buffered reader: a byte the background read took, then
 // the connection.
 func (c *h1conn) Read(p []byte) (int, error) {
-	if c.bgHave {
-		c.bgHave = false
+	if c.bgHave.Load() {
+		c.bgHave.Store(false)
 		p[0] = c.bgByte[0]
 		return 1, nil
 	}
@@ -596,7 +596,10 @@ func (c *h1conn) bgFire() {
 	c.bgPending.Store(false)
 	for {
 		v := c.bgState.Load()
-		if v <= bgOff || c.bgClosed {
+		// bgHave: an earlier background read holds the next request's
+		// first byte (a pipelining client), which the connection's
+		// reader has not taken yet; another read would overwrite it.
+		if v <= bgOff || c.bgClosed || c.bgHave.Load() {
 			return
 		}
 		ran := time.Duration(c.now() - v)
@@ -622,7 +625,7 @@ func (c *h1conn) startBackgroundReadLocked() {
 		c.bgMu.Lock()
 		defer c.bgMu.Unlock()
 		if n == 1 {
-			c.bgHave = true
+			c.bgHave.Store(true)
 			return
 		}
 		var ne net.Error
