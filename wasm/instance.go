@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 	"go.uber.org/zap"
 )
@@ -124,6 +125,9 @@ func (vm *VM) newInstance(ctx context.Context, slot int) (*instance, error) {
 		roots:    map[*Plugin]*contextState{},
 	}
 	i.ctx, i.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, i))
+	// Guest memory outside the Go heap (linearmem_linux.go); the
+	// allocator is read when the module is instantiated.
+	instCtx := experimental.WithMemoryAllocator(i.ctx, experimental.MemoryAllocatorFunc(allocateLinearMemory))
 	i.deadline.Store(int64(vm.cfg.StartTimeout))
 	vm.rt.watch.add(i)
 	// A new call number first, then busy: the watchdog must never see a
@@ -134,7 +138,7 @@ func (vm *VM) newInstance(ctx context.Context, slot int) (*instance, error) {
 		WithName("").
 		WithStartFunctions().
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep()
-	mod, err := vm.engine.rt.InstantiateModule(i.ctx, vm.mod.compiled, cfg)
+	mod, err := vm.engine.rt.InstantiateModule(instCtx, vm.mod.compiled, cfg)
 	i.busy.Store(false)
 	if err != nil {
 		vm.rt.watch.remove(i)
