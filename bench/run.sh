@@ -233,6 +233,17 @@ pct() {
 			printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000
 		}'
 }
+# cpu_split PID — user and system clock ticks of PID and its children.
+cpu_split() {
+	local u=0 k=0 p v
+	for p in $(tree "$1"); do
+		v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12, $13}')
+		[ -n "$v" ] || continue
+		u=$((u + ${v% *}))
+		k=$((k + ${v#* }))
+	done
+	echo "$u $k"
+}
 
 # snapshot PID — sets SNAP: time, ticks of the proxy, the upstream and this
 # shell's reaped children (the clients), and /proc/stat jiffies of both CPUs.
@@ -245,7 +256,7 @@ snapshot() {
 		for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] }
 		printf "%.0f", t * hz
 	}' "$RAW/.times")
-	SNAP="$(date +%s.%N) $(cpu_ticks "$1") $(cpu_ticks "$UPSTREAM_PID") $cli $(cpu_busy "$CLIENT_CPU") $(cpu_busy "$PROXY_CPU")"
+	SNAP="$(date +%s.%N) $(cpu_ticks "$1") $(cpu_ticks "$UPSTREAM_PID") $cli $(cpu_busy "$CLIENT_CPU") $(cpu_busy "$PROXY_CPU") $(cpu_split "$1")"
 }
 
 # measured PID OUT RUNNER — runs RUNNER OUT (a client on the client CPU)
@@ -263,7 +274,8 @@ measured() {
 	awk -v rc="$rc" -v hz="$HZ" -v a="$s0" -v b="$s1" 'BEGIN {
 		split(a, x, " "); split(b, y, " ")
 		# 1 time, 2 proxy, 3 upstream, 4 clients (ticks),
-		# 5-7 client CPU task/busy/total, 8-10 proxy CPU task/busy/total (jiffies)
+		# 5-7 client CPU task/busy/total, 8-10 proxy CPU task/busy/total (jiffies),
+		# 11-12 proxy user/system (ticks)
 		wall = y[1] - x[1]
 		if (wall <= 0) wall = 1
 		proxy = y[2] - x[2]; ups = y[3] - x[3]; cli = y[4] - x[4]
@@ -284,6 +296,7 @@ measured() {
 		if (cbusy >= 95 && pcpu < 90 && fc > dist) dist = fc
 		printf "rc %d\nproxy_cpu %.0f\nclient_cpu %.0f\ndisturbance %.0f\nforeign_client %.0f\nforeign_proxy %.0f\n",
 			rc, pcpu, cbusy, dist, fc, fp
+		printf "proxy_user_s %.4f\nproxy_sys_s %.4f\nwall_s %.4f\n", (y[11] - x[11]) / hz, (y[12] - x[12]) / hz, wall
 		printf "before %s\nafter %s\n", a, b
 	}' >"$out.meas"
 	DISTURBANCE=$(awk '$1 == "disturbance" { print $2 }' "$out.meas")
@@ -318,6 +331,19 @@ keep_meas() {
 	R[$1|$2_ccpu]=$(meas "$BEST" client_cpu)
 	R[$1|$2_foreign]="$(meas "$BEST" foreign_client)/$(meas "$BEST" foreign_proxy)"
 	R[$1|$2_tries]=$TRIED
+	R[$1|$2_user_s]=$(meas "$BEST" proxy_user_s)
+	R[$1|$2_sys_s]=$(meas "$BEST" proxy_sys_s)
+	R[$1|$2_wall_s]=$(meas "$BEST" wall_s)
+}
+
+# per_req KEY — the proxy's user + system CPU time per request in µs at
+# full speed (its CPU time over the requests of the run: rps × wall time).
+per_req() {
+	awk -v u="${R[$1|max_user_s]:-}" -v k="${R[$1|max_sys_s]:-}" -v w="${R[$1|max_wall_s]:-}" -v r="${R[$1|rps]:-}" 'BEGIN {
+		n = r * w
+		if (u == "" || n <= 0) { print "n/a"; exit }
+		printf "%.1f + %.1f", u * 1e6 / n, k * 1e6 / n
+	}'
 }
 
 upstream_accepts() { curl -fsS --max-time 2 "http://127.0.0.1:$STATUS_PORT/" 2>/dev/null | awk 'NR == 3 { print $1 }'; }
@@ -635,10 +661,10 @@ report() {
 		fi
 		echo
 	fi
-	echo "Details. proxy CPU: share of one CPU used by the proxy's processes. client CPU: busy share of CPU $CLIENT_CPU, where wrk/h2load and the upstream run (near 100: the client side, not the proxy, set the rate). other: share of the client CPU / of the proxy CPU taken by processes outside the benchmark (other work on this machine). A measurement is repeated (up to $TRIES tries) while others take more than $MAX_FOREIGN % of the proxy CPU, or of the client CPU while it is saturated and the proxy is not; the least disturbed try is kept."
+	echo "Details. proxy CPU: share of one CPU used by the proxy's processes. client CPU: busy share of CPU $CLIENT_CPU, where wrk/h2load and the upstream run (near 100: the client side, not the proxy, set the rate). other: share of the client CPU / of the proxy CPU taken by processes outside the benchmark (other work on this machine). A measurement is repeated (up to $TRIES tries) while others take more than $MAX_FOREIGN % of the proxy CPU, or of the client CPU while it is saturated and the proxy is not; the least disturbed try is kept. proxy CPU µs per request: the proxy's user and system CPU time in the full-speed run over its requests (rps × duration); the system part is mostly the socket reads and writes, so it shows how much of a gap is the proxy's own code."
 	echo
-	echo "| proxy | protocol | proxy CPU % (max / half) | client CPU % (max / half) | other % client/proxy CPU (max · half) | tries (max / half) | half-load target / reached rps | errors (max run) | idle RSS anon + file MB | RSS after runs MB | upstream connections opened | stop s |"
-	echo "|---|---|---|---|---|---|---|---|---|---:|---:|---:|"
+	echo "| proxy | protocol | proxy CPU % (max / half) | client CPU % (max / half) | other % client/proxy CPU (max · half) | tries (max / half) | half-load target / reached rps | errors (max run) | proxy CPU µs per request, user + system (max) | idle RSS anon + file MB | RSS after runs MB | upstream connections opened | stop s |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---:|---:|---:|"
 	for row in $ROWS; do
 		for proto in h1 h2; do
 			name="HTTP/1.1"
@@ -646,7 +672,7 @@ report() {
 			local k="$row|$proto"
 			echo "| $row | $name | ${R[$k|max_cpu]:-n/a} / ${R[$k|half_cpu]:-n/a} | ${R[$k|max_ccpu]:-n/a} / ${R[$k|half_ccpu]:-n/a} |" \
 				"${R[$k|max_foreign]:-n/a} · ${R[$k|half_foreign]:-n/a} | ${R[$k|max_tries]:-n/a} / ${R[$k|half_tries]:-n/a} |" \
-				"$(int "${R[$k|half_target]:-}") / $(int "${R[$k|half_rps]:-}") | ${R[$k|errors]:-n/a} |" \
+				"$(int "${R[$k|half_target]:-}") / $(int "${R[$k|half_rps]:-}") | ${R[$k|errors]:-n/a} | $(per_req "$k") |" \
 				"$(mb "${R[$row|idle_anon]:-}") + $(mb "${R[$row|idle_file]:-}") | $(mb "${R[$row|after_rss]:-}") | ${R[$row|upstream_conns]:-n/a} | ${R[$row|stop_s]:-n/a} |"
 		done
 	done
