@@ -14,11 +14,9 @@ import (
 // costs no timer allocation and a body chunk no timer reset.
 type idleClock struct {
 	mu sync.Mutex
-	t  *time.Timer
-	// due is when the timer fires; zero when it is not armed. A timer
-	// that fires no later than a new stream's deadline is left as it is:
-	// fire looks at the last activity and waits for the rest.
-	due     time.Time
+	// A timer that fires no later than a new stream's deadline is left as
+	// it is: fire looks at the last activity and waits for the rest.
+	t       lazyTimer
 	s       *stream // the stream timed; nil between streams
 	timeout time.Duration
 	// last is the stream's last activity, in nanoseconds since epoch.
@@ -29,17 +27,12 @@ type idleClock struct {
 func (c *idleClock) arm(s *stream, timeout time.Duration) {
 	now := time.Now()
 	c.last.Store(now.UnixNano())
-	deadline := now.Add(timeout)
 	c.mu.Lock()
 	c.s, c.timeout = s, timeout
-	switch {
-	case c.t == nil:
-		c.t = time.AfterFunc(timeout, c.fire)
-		c.due = deadline
-	case c.due.IsZero() || c.due.After(deadline):
-		c.t.Reset(timeout)
-		c.due = deadline
+	if c.t.fire == nil {
+		c.t.fire = c.fire
 	}
+	c.t.armBy(now, timeout)
 	c.mu.Unlock()
 }
 
@@ -61,20 +54,19 @@ func (c *idleClock) fire() {
 	c.mu.Lock()
 	s := c.s
 	if s == nil {
-		c.due = time.Time{}
+		c.t.fired()
 		c.mu.Unlock()
 		return
 	}
 	now := time.Now()
 	idle := time.Duration(now.UnixNano() - c.last.Load())
 	if idle < c.timeout {
-		c.t.Reset(c.timeout - idle)
-		c.due = now.Add(c.timeout - idle)
+		c.t.rearm(now, c.timeout-idle)
 		c.mu.Unlock()
 		return
 	}
 	c.s = nil
-	c.due = time.Time{}
+	c.t.fired()
 	c.mu.Unlock()
 	s.onIdleTimeout()
 }

@@ -24,8 +24,7 @@ type streamIdleTimer interface {
 // nearly every stream would stop a timer that never fired).
 type sharedIdleClock struct {
 	mu     sync.Mutex
-	t      *time.Timer
-	due    time.Time // when t fires; zero when it is not armed
+	t      lazyTimer
 	head   *sharedIdleEntry
 	closed bool
 }
@@ -56,15 +55,10 @@ func (e *sharedIdleEntry) arm(s *stream, timeout time.Duration) {
 		c.head.prev = e
 	}
 	c.head = e
-	deadline := now.Add(timeout)
-	switch {
-	case c.t == nil:
-		c.t = time.AfterFunc(timeout, c.fire)
-		c.due = deadline
-	case c.due.IsZero() || c.due.After(deadline):
-		c.t.Reset(timeout)
-		c.due = deadline
+	if c.t.fire == nil {
+		c.t.fire = c.fire
 	}
+	c.t.armBy(now, timeout)
 }
 
 func (e *sharedIdleEntry) disarm(s *stream) {
@@ -106,10 +100,9 @@ func (c *sharedIdleClock) fire() {
 		}
 		e = following
 	}
-	c.due = time.Time{}
+	c.t.fired()
 	if next >= 0 && !c.closed {
-		c.t.Reset(next)
-		c.due = now.Add(next)
+		c.t.rearm(now, next)
 	}
 	c.mu.Unlock()
 	for _, s := range expired {
@@ -121,9 +114,7 @@ func (c *sharedIdleClock) fire() {
 func (c *sharedIdleClock) stop() {
 	c.mu.Lock()
 	c.closed = true
-	if c.t != nil {
-		c.t.Stop()
-	}
+	c.t.stop()
 	for c.head != nil {
 		c.unlinkLocked(c.head)
 	}
