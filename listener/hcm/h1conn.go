@@ -355,7 +355,7 @@ func (c *h1conn) serveOne() bool {
 	if m.RequestHeadersTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
-	req, err := newRequestFromHead(head)
+	req, err := newRequestFromHead(c.ctx, head)
 	var length int64
 	var chunked bool
 	if err == nil {
@@ -389,8 +389,6 @@ func (c *h1conn) serveOne() bool {
 	if req.Body != http.NoBody && head.minor >= 1 && hasToken(req.Header["Expect"], "100-continue") {
 		body.continue_ = true
 	}
-	req = req.WithContext(c.ctx)
-	body.req = req
 	scheme := "http"
 	if c.tlsState != nil {
 		scheme = "https"

@@ -3,6 +3,7 @@ package hcm
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -284,7 +285,9 @@ func lowerName(name []byte) string {
 
 // newRequestFromHead builds the *http.Request the connection manager
 // serves. The body is set by the caller.
-func newRequestFromHead(h *h1Head) (*http.Request, error) {
+func newRequestFromHead(ctx context.Context, h *h1Head) (*http.Request, error) {
+	// A template on the stack: WithContext, at the end, makes the one
+	// copy that escapes (net/http has no other way to set the context).
 	r := &http.Request{
 		Method:     h.method,
 		Proto:      h.proto,
@@ -317,7 +320,7 @@ func newRequestFromHead(h *h1Head) (*http.Request, error) {
 	}
 	h.fields.Set(":path", u.RequestURI())
 	h.fields.Set(":authority", r.Host)
-	return r, nil
+	return r.WithContext(ctx), nil
 }
 
 // bodyFraming reads Content-Length and Transfer-Encoding: the body's

@@ -3,6 +3,7 @@ package hcm
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -39,7 +40,7 @@ func FuzzReadHead(f *testing.F) {
 				}
 			}
 		}
-		if r, err := newRequestFromHead(h); err == nil {
+		if r, err := newRequestFromHead(context.Background(), h); err == nil {
 			if _, _, err := bodyFraming(r.Header); err == nil && r.URL == nil {
 				t.Fatal("request without URL")
 			}
